@@ -1,0 +1,42 @@
+# quota — PGXS build.  `make && make install`; tests: see README ("Testing").
+EXTENSION    = quota
+MODULE_big   = quota
+OBJS = \
+	src/bridge/entry.o \
+	src/budget/rules.o \
+	src/budget/window.o \
+	src/budget/ledger.o \
+	src/storage/store.o \
+	src/entry/settings.o \
+	src/entry/functions.o
+DATA         = $(wildcard sql/quota--*.sql)
+
+PG_CONFIG   ?= pg_config
+# PostgreSQL's headers as system headers: -Wall -Wextra then judge our code
+# only (PG 15's headers trip -Wextra and -Wregister in C++ mode).
+PG_CPPFLAGS  = -I$(CURDIR)/src -isystem $(shell $(PG_CONFIG) --includedir-server)
+PG_CXXFLAGS  = -std=c++17 -Wall -Wextra $(QUOTA_WERROR)
+SHLIB_LINK  += -lstdc++
+
+# pg_regress: sql/<name>.sql against expected/<name>.out
+REGRESS      = setup accounts spending holds periods bad_input security settings
+REGRESS_OPTS = --inputdir=.
+# isolation tester: test/specs/<name>.spec against test/expected/<name>.out
+ISOLATION    = last_credit reserve_vs_charge commit_vs_release double_settle \
+               expire_vs_commit readers_never_wait rollover_vs_charge idempotent_retry
+ISOLATION_OPTS = --inputdir=test --load-extension=quota
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# The LLVM bitcode (Debian builds PostgreSQL with LLVM) is compiled by clang
+# without PG_CXXFLAGS; give it the same language level and warnings.
+COMPILE.cxx.bc += $(PG_CXXFLAGS)
+
+# Run pg_regress and the isolation tester as separate steps (installcheck
+# would skip the isolation tests after a regression failure).
+.PHONY: regresscheck isolationcheck
+regresscheck:
+	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
+isolationcheck:
+	$(pg_isolation_regress_installcheck) $(ISOLATION_OPTS) $(ISOLATION)

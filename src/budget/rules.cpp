@@ -1,0 +1,157 @@
+/*
+ * rules.cpp — the budget rules every call applies: input checks, rollover,
+ * the limit check, and what a reply reports.
+ */
+#include "budget/account.hpp"
+
+#include "bridge/error.hpp"
+#include "bridge/guard.hpp"
+
+namespace quota {
+
+void check_name(const char *what, size_t length)
+{
+    if (length == 0)
+        throw Error(ERRCODE_INVALID_PARAMETER_VALUE, format("%s must not be empty", what),
+                    format("Every quota account is named by a non-empty team and resource."));
+}
+
+void check_amount(int64 amount)
+{
+    if (amount <= 0)
+        throw Error(ERRCODE_INVALID_PARAMETER_VALUE, format("invalid amount %lld", static_cast<long long>(amount)),
+                    "A reservation or charge must be for at least one credit.");
+}
+
+void check_commit_amount(int64 amount)
+{
+    if (amount < 0)
+        throw Error(ERRCODE_INVALID_PARAMETER_VALUE, format("invalid amount %lld", static_cast<long long>(amount)),
+                    "A commit records zero or more credits.");
+}
+
+void check_credit_limit(int64 credit_limit)
+{
+    if (credit_limit < 0)
+        throw Error(ERRCODE_INVALID_PARAMETER_VALUE,
+                    format("invalid credit_limit %lld", static_cast<long long>(credit_limit)),
+                    "A credit limit must be zero or more.");
+}
+
+Period check_interval(const char *what, const Interval *value)
+{
+    Period period{value->month, value->day, value->time};
+    bool const positive = period.months >= 0 && period.days >= 0 && period.usec >= 0 &&
+                          (period.months > 0 || period.days > 0 || period.usec > 0);
+    if (positive)
+        return period;
+    const char *shown = bridge::guarded_value(
+        [&] { return DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(value))); });
+    throw Error(ERRCODE_INVALID_PARAMETER_VALUE, format("invalid %s \"%s\"", what, shown),
+                format("The %s must be a positive interval: no negative field, and not zero.", what));
+}
+
+void check_anchor(TimestampTz anchor)
+{
+    if (TIMESTAMP_NOT_FINITE(anchor))
+        throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "invalid anchor", "The anchor must be a finite timestamp.");
+}
+
+int64 checked_add(int64 a, int64 b)
+{
+    int64 sum = 0;
+    if (__builtin_add_overflow(a, b, &sum) || sum < 0)
+        throw Error(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "credit total out of range",
+                    format("Adding %lld to %lld would overflow bigint.", static_cast<long long>(b),
+                           static_cast<long long>(a)));
+    return sum;
+}
+
+Account new_account(int64 credit_limit, bool unlimited, bool has_period, const Period &period, TimestampTz anchor,
+                    TimestampTz now)
+{
+    Account account;
+    account.anchor = anchor;
+    account.window_start = anchor;
+    change_terms(account, credit_limit, unlimited, has_period, period, anchor, now);
+    return account;
+}
+
+void change_terms(Account &account, int64 credit_limit, bool unlimited, bool has_period, const Period &period,
+                  TimestampTz anchor, TimestampTz now)
+{
+    account.credit_limit = credit_limit;
+    account.unlimited = unlimited;
+    account.has_period = has_period;
+    account.period = has_period ? period : Period{};
+    account.anchor = anchor;
+    if (has_period) {
+        Window const window = window_at(anchor, period, now);
+        account.window_start = window.start;
+        account.resets_at = window.end;
+    } else {
+        account.resets_at = 0;
+    }
+}
+
+bool roll_over(Account &account, TimestampTz now)
+{
+    if (!account.has_period || now < account.resets_at)
+        return false;
+    Window const window = window_at(account.anchor, account.period, now);
+    /* Never move back: a later transaction may already have rolled over. */
+    if (window.start <= account.window_start)
+        return false;
+    account.window_start = window.start;
+    account.resets_at = window.end;
+    account.used = 0;
+    return true;
+}
+
+bool fits(const Account &account, int64 amount)
+{
+    if (account.unlimited)
+        return true;
+    int64 total = 0;
+    if (__builtin_add_overflow(account.used, account.held, &total) || __builtin_add_overflow(total, amount, &total))
+        return false;
+    return total <= account.credit_limit;
+}
+
+Usage usage_of(const Account &account)
+{
+    Usage usage;
+    usage.unlimited = account.unlimited;
+    usage.credit_limit = account.credit_limit;
+    usage.used = account.used;
+    usage.held = account.held;
+    usage.has_period = account.has_period;
+    usage.window_start = account.window_start;
+    usage.resets_at = account.resets_at;
+
+    int64 taken = 0;
+    bool const overflow = __builtin_add_overflow(account.used, account.held, &taken);
+    usage.limited = !account.unlimited && (overflow || taken >= account.credit_limit);
+    usage.remaining = usage.limited ? 0 : account.credit_limit - taken;
+    return usage;
+}
+
+Grant grant_of(const Account &account, bool granted, TimestampTz now)
+{
+    Grant grant;
+    grant.granted = granted;
+    grant.usage = usage_of(account);
+    if (!granted && account.has_period) {
+        int64 const wait = account.resets_at - now;
+        int64 seconds = (wait + USECS_PER_SEC - 1) / USECS_PER_SEC;
+        if (seconds < 1)
+            seconds = 1;
+        if (seconds > PG_INT32_MAX)
+            seconds = PG_INT32_MAX;
+        grant.has_retry_after = true;
+        grant.retry_after = static_cast<int32>(seconds);
+    }
+    return grant;
+}
+
+} // namespace quota

@@ -1,0 +1,232 @@
+/*
+ * functions.cpp — the SQL-callable entry points (sql/quota--1.0.sql).
+ *
+ * Each one is a thin extern "C" function that hands its body to
+ * bridge::call(); a body reads its arguments (NULL → 22004), calls the
+ * ledger, and builds the result.  Bodies hold only trivially destructible
+ * locals, so the PostgreSQL calls they make directly (argument detoasting,
+ * building tuples) may raise errors safely.
+ */
+#include "bridge/entry.hpp"
+#include "bridge/error.hpp"
+#include "budget/ledger.hpp"
+#include "entry/settings.hpp"
+
+extern "C" {
+PG_MODULE_MAGIC;
+
+void _PG_init(void); // NOLINT(bugprone-reserved-identifier): the name PostgreSQL calls
+
+PG_FUNCTION_INFO_V1(quota_set_account);
+PG_FUNCTION_INFO_V1(quota_reserve_credit);
+PG_FUNCTION_INFO_V1(quota_commit_credit);
+PG_FUNCTION_INFO_V1(quota_release_credit);
+PG_FUNCTION_INFO_V1(quota_charge_credit);
+PG_FUNCTION_INFO_V1(quota_is_team_limited);
+PG_FUNCTION_INFO_V1(quota_expire_holds);
+PG_FUNCTION_INFO_V1(quota_account_state);
+PG_FUNCTION_INFO_V1(quota_window_at);
+}
+
+namespace quota::sql {
+
+namespace {
+
+using bridge::Access;
+using storage::AccountKey;
+
+void require(FunctionCallInfo fcinfo, int arg, const char *name)
+{
+    if (PG_ARGISNULL(arg))
+        throw Error(ERRCODE_NULL_VALUE_NOT_ALLOWED, format("%s must not be null", name));
+}
+
+/* A text argument that names an account: neither NULL nor empty. */
+Datum name_arg(FunctionCallInfo fcinfo, int arg, const char *name)
+{
+    require(fcinfo, arg, name);
+    text *value = PG_GETARG_TEXT_PP(arg);
+    check_name(name, VARSIZE_ANY_EXHDR(value));
+    return PointerGetDatum(value);
+}
+
+AccountKey key_args(FunctionCallInfo fcinfo, int team_arg, int resource_arg)
+{
+    return AccountKey{name_arg(fcinfo, team_arg, "team"), name_arg(fcinfo, resource_arg, "resource")};
+}
+
+int64 amount_arg(FunctionCallInfo fcinfo, int arg)
+{
+    require(fcinfo, arg, "amount");
+    int64 const amount = PG_GETARG_INT64(arg);
+    check_amount(amount);
+    return amount;
+}
+
+/* A row of type quota.grant. */
+Datum grant_row(FunctionCallInfo fcinfo, const Grant &grant)
+{
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+        elog(ERROR, "return type must be a row type");
+    desc = BlessTupleDesc(desc);
+
+    Usage const &usage = grant.usage;
+    Datum values[8];
+    bool nulls[8] = {false, !grant.has_reservation, false, false, usage.unlimited, usage.unlimited,
+                     !usage.has_period, !grant.has_retry_after};
+    values[0] = BoolGetDatum(grant.granted);
+    values[1] = Int64GetDatum(grant.reservation);
+    values[2] = Int64GetDatum(usage.used);
+    values[3] = Int64GetDatum(usage.held);
+    values[4] = Int64GetDatum(usage.credit_limit);
+    values[5] = Int64GetDatum(usage.remaining);
+    values[6] = TimestampTzGetDatum(usage.resets_at);
+    values[7] = Int32GetDatum(grant.retry_after);
+    return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
+/* set_account(team, credit_limit, resource, period, anchor, unlimited) */
+Datum set_account(FunctionCallInfo fcinfo)
+{
+    AccountKey const key = key_args(fcinfo, 0, 2);
+    require(fcinfo, 1, "credit_limit");
+    int64 const credit_limit = PG_GETARG_INT64(1);
+    check_credit_limit(credit_limit);
+    Period period;
+    bool const has_period = !PG_ARGISNULL(3);
+    if (has_period)
+        period = check_interval("period", PG_GETARG_INTERVAL_P(3));
+    require(fcinfo, 4, "anchor");
+    TimestampTz const anchor = PG_GETARG_TIMESTAMPTZ(4);
+    check_anchor(anchor);
+    require(fcinfo, 5, "unlimited");
+    ledger::set_account(key, credit_limit, has_period ? &period : nullptr, anchor, PG_GETARG_BOOL(5));
+    PG_RETURN_VOID();
+}
+
+/* reserve_credit(team, amount, resource, hold_for, idempotency_key) */
+Datum reserve_credit(FunctionCallInfo fcinfo)
+{
+    AccountKey const key = key_args(fcinfo, 0, 2);
+    int64 const amount = amount_arg(fcinfo, 1);
+    Period hold_for;
+    bool const has_hold_for = !PG_ARGISNULL(3);
+    if (has_hold_for)
+        hold_for = check_interval("hold_for", PG_GETARG_INTERVAL_P(3));
+    Datum idempotency_key = (Datum) 0;
+    bool const has_key = !PG_ARGISNULL(4);
+    if (has_key)
+        idempotency_key = PointerGetDatum(PG_GETARG_TEXT_PP(4));
+    Grant const grant = ledger::reserve(key, amount, has_hold_for ? &hold_for : nullptr,
+                                        has_key ? &idempotency_key : nullptr);
+    return grant_row(fcinfo, grant);
+}
+
+/* commit_credit(reservation, amount) */
+Datum commit_credit(FunctionCallInfo fcinfo)
+{
+    require(fcinfo, 0, "reservation");
+    int64 amount = 0;
+    bool const has_amount = !PG_ARGISNULL(1);
+    if (has_amount) {
+        amount = PG_GETARG_INT64(1);
+        check_commit_amount(amount);
+    }
+    Grant const grant = ledger::commit(PG_GETARG_INT64(0), has_amount ? &amount : nullptr);
+    return grant_row(fcinfo, grant);
+}
+
+/* release_credit(reservation) */
+Datum release_credit(FunctionCallInfo fcinfo)
+{
+    require(fcinfo, 0, "reservation");
+    PG_RETURN_BOOL(ledger::release(PG_GETARG_INT64(0)));
+}
+
+/* charge_credit(team, amount, resource, allow_overdraft) */
+Datum charge_credit(FunctionCallInfo fcinfo)
+{
+    AccountKey const key = key_args(fcinfo, 0, 2);
+    int64 const amount = amount_arg(fcinfo, 1);
+    require(fcinfo, 3, "allow_overdraft");
+    return grant_row(fcinfo, ledger::charge(key, amount, PG_GETARG_BOOL(3)));
+}
+
+/* is_team_limited(team, resource) */
+Datum is_team_limited(FunctionCallInfo fcinfo)
+{
+    PG_RETURN_BOOL(ledger::is_limited(key_args(fcinfo, 0, 1)));
+}
+
+/* expire_holds() */
+Datum expire_holds(FunctionCallInfo fcinfo)
+{
+    (void) fcinfo;
+    PG_RETURN_INT64(ledger::expire_holds());
+}
+
+/* _account_state(account quota.accounts, expired_held bigint): one row of the view quota.usage */
+Datum account_state(FunctionCallInfo fcinfo)
+{
+    require(fcinfo, 0, "account");
+    Account const account = storage::account_from_row(PG_GETARG_HEAPTUPLEHEADER(0));
+    int64 const expired_held = PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1);
+    Usage const usage = ledger::current_usage(account, expired_held, GetCurrentTransactionStartTimestamp());
+
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+        elog(ERROR, "return type must be a row type");
+    desc = BlessTupleDesc(desc);
+    Datum values[7] = {Int64GetDatum(usage.credit_limit), Int64GetDatum(usage.used),
+                       Int64GetDatum(usage.held),        Int64GetDatum(usage.remaining),
+                       TimestampTzGetDatum(usage.window_start), TimestampTzGetDatum(usage.resets_at),
+                       BoolGetDatum(usage.limited)};
+    bool nulls[7] = {usage.unlimited, false, false, usage.unlimited, false, !usage.has_period, false};
+    return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
+/* window_at(anchor, period, at): the budget window that contains `at` */
+Datum window_at(FunctionCallInfo fcinfo)
+{
+    require(fcinfo, 0, "anchor");
+    require(fcinfo, 1, "period");
+    require(fcinfo, 2, "at");
+    TimestampTz const anchor = PG_GETARG_TIMESTAMPTZ(0);
+    check_anchor(anchor);
+    Period const period = check_interval("period", PG_GETARG_INTERVAL_P(1));
+    TimestampTz const at = PG_GETARG_TIMESTAMPTZ(2);
+    if (TIMESTAMP_NOT_FINITE(at))
+        throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "invalid instant", "The instant must be a finite timestamp.");
+    Window const window = quota::window_at(anchor, period, at);
+
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+        elog(ERROR, "return type must be a row type");
+    desc = BlessTupleDesc(desc);
+    Datum values[2] = {TimestampTzGetDatum(window.start), TimestampTzGetDatum(window.end)};
+    bool nulls[2] = {false, false};
+    return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
+} // namespace
+
+} // namespace quota::sql
+
+void _PG_init(void) // NOLINT(bugprone-reserved-identifier)
+{
+    quota::settings::define();
+}
+
+using quota::bridge::Access;
+using quota::bridge::call;
+
+Datum quota_set_account(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::set_account, Access::Owner); }
+Datum quota_reserve_credit(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::reserve_credit, Access::Owner); }
+Datum quota_commit_credit(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::commit_credit, Access::Owner); }
+Datum quota_release_credit(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::release_credit, Access::Owner); }
+Datum quota_charge_credit(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::charge_credit, Access::Owner); }
+Datum quota_is_team_limited(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::is_team_limited, Access::Owner); }
+Datum quota_expire_holds(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::expire_holds, Access::Owner); }
+Datum quota_window_at(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::window_at, Access::Caller); }
+Datum quota_account_state(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::account_state, Access::Caller); }

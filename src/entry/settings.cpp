@@ -1,0 +1,113 @@
+#include "entry/settings.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+
+namespace quota::settings {
+
+namespace {
+
+char *default_limit_text = nullptr;
+char *default_period_text = nullptr;
+
+bool limit_set = false;
+int64 limit_value = 0;
+bool period_set = false;
+Period period_value;
+
+bool is_unset(const char *text)
+{
+    return text == nullptr || text[0] == '\0';
+}
+
+bool parse_limit(const char *text, int64 &limit)
+{
+    errno = 0;
+    char *end = nullptr;
+    long long const value = std::strtoll(text, &end, 10);
+    while (*end == ' ' || *end == '\t')
+        end++;
+    if (errno != 0 || end == text || *end != '\0' || value < 0)
+        return false;
+    limit = value;
+    return true;
+}
+
+/* interval_in without its ereport: the pieces PostgreSQL's parser returns error codes from. */
+bool parse_period(const char *text, Period &period)
+{
+    char workbuf[256];
+    char *fields[MAXDATEFIELDS];
+    int types[MAXDATEFIELDS];
+    int count = 0;
+    int dtype = 0;
+    struct pg_itm_in itm;
+    Interval value;
+
+    int status = ParseDateTime(text, workbuf, sizeof(workbuf), fields, types, MAXDATEFIELDS, &count);
+    if (status == 0)
+        status = DecodeInterval(fields, types, count, INTERVAL_FULL_RANGE, &dtype, &itm);
+    if (status == DTERR_BAD_FORMAT)
+        status = DecodeISO8601Interval(const_cast<char *>(text), &dtype, &itm);
+    if (status != 0 || dtype != DTK_DELTA || itmin2interval(&itm, &value) != 0)
+        return false;
+    if (value.month < 0 || value.day < 0 || value.time < 0 || (value.month == 0 && value.day == 0 && value.time == 0))
+        return false;
+    period = Period{value.month, value.day, value.time};
+    return true;
+}
+
+bool check_limit(char **newval, void **, GucSource)
+{
+    int64 limit = 0;
+    if (is_unset(*newval) || parse_limit(*newval, limit))
+        return true;
+    GUC_check_errdetail("quota.default_limit must be a non-negative bigint, or empty for unset.");
+    return false;
+}
+
+void assign_limit(const char *newval, void *)
+{
+    limit_set = !is_unset(newval) && parse_limit(newval, limit_value);
+}
+
+bool check_period(char **newval, void **, GucSource)
+{
+    Period period;
+    if (is_unset(*newval) || parse_period(*newval, period))
+        return true;
+    GUC_check_errdetail("quota.default_period must be a positive interval, or empty for never.");
+    return false;
+}
+
+void assign_period(const char *newval, void *)
+{
+    period_set = !is_unset(newval) && parse_period(newval, period_value);
+}
+
+} // namespace
+
+void define()
+{
+    DefineCustomStringVariable("quota.default_limit", "Credit limit of accounts created on first use.",
+                               "Unset (empty): spending on an unknown account raises an error.",
+                               &default_limit_text, "", PGC_SUSET, 0, check_limit, assign_limit, nullptr);
+    DefineCustomStringVariable("quota.default_period", "Period of accounts created on first use.",
+                               "Unset (empty): such accounts never reset.", &default_period_text, "", PGC_SUSET, 0,
+                               check_period, assign_period, nullptr);
+    MarkGUCPrefixReserved("quota");
+}
+
+bool default_limit(int64 &limit)
+{
+    limit = limit_value;
+    return limit_set;
+}
+
+bool default_period(Period &period)
+{
+    period = period_value;
+    return period_set;
+}
+
+} // namespace quota::settings

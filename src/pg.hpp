@@ -1,0 +1,27 @@
+/*
+ * pg.hpp — the one place C++ code includes PostgreSQL's C headers.
+ *
+ * PostgreSQL 15's headers carry no C++ guards, so they are wrapped in
+ * extern "C" here and nowhere else.  postgres.h comes first, as always.
+ */
+#pragma once
+
+extern "C" {
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+}

@@ -1,0 +1,377 @@
+/*
+ * store.cpp — the SQL the extension runs, prepared once per backend.
+ */
+#include "storage/store.hpp"
+
+#include "bridge/error.hpp"
+#include "bridge/guard.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <iterator>
+
+/* Operators are schema-qualified too, so no search_path can plant its own. */
+#define EQ " OPERATOR(pg_catalog.=) "
+#define LE " OPERATOR(pg_catalog.<=) "
+#define GT " OPERATOR(pg_catalog.>) "
+
+#define ACCOUNT_COLUMNS \
+    "a.credit_limit, a.unlimited, a.period, a.anchor, a.window_start, a.resets_at, a.used, a.held, a.next_expiry"
+#define HOLD_COLUMNS "h.id, h.team, h.resource, h.state, h.amount"
+#define OPEN_HOLDS_OF(team, resource) \
+    "h.team" EQ team " AND h.resource" EQ resource " AND h.state" EQ "'open'"
+
+namespace quota::storage {
+
+namespace {
+
+constexpr int kMaxArgs = 11;
+
+/* One prepared statement: its text, its parameter types, and the plan kept for the backend's life. */
+struct Statement {
+    const char *sql;
+    int nargs;
+    Oid types[kMaxArgs];
+    SPIPlanPtr plan;
+};
+
+/* The account columns, in the order of ACCOUNT_COLUMNS, as the rows of quota.accounts name them. */
+constexpr int kAccountColumns = 9;
+const char *const kAccountColumnNames[kAccountColumns] = {
+    "credit_limit", "unlimited", "period", "anchor", "window_start", "resets_at", "used", "held", "next_expiry"};
+
+#define ACCOUNT_TYPES INT8OID, BOOLOID, INTERVALOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID, TIMESTAMPTZOID
+
+Statement lock_account_sql = {
+    "SELECT " ACCOUNT_COLUMNS ", a.ctid FROM quota.accounts a"
+    " WHERE a.team" EQ "$1 AND a.resource" EQ "$2 FOR UPDATE",
+    2, {TEXTOID, TEXTOID}, nullptr};
+
+/* Readers go through the view, where "as of now" is defined once. */
+Statement read_limited_sql = {
+    "SELECT u.limited FROM quota.usage u WHERE u.team" EQ "$1 AND u.resource" EQ "$2",
+    2, {TEXTOID, TEXTOID}, nullptr};
+
+Statement insert_account_sql = {
+    "INSERT INTO quota.accounts (team, resource, credit_limit, unlimited, period, anchor, window_start,"
+    " resets_at, used, held, next_expiry) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    " ON CONFLICT (team, resource) DO NOTHING",
+    11, {TEXTOID, TEXTOID, ACCOUNT_TYPES}, nullptr};
+
+Statement update_account_sql = {
+    "UPDATE quota.accounts SET credit_limit = $2, unlimited = $3, period = $4, anchor = $5, window_start = $6,"
+    " resets_at = $7, used = $8, held = $9, next_expiry = $10 WHERE ctid" EQ "$1",
+    10, {TIDOID, ACCOUNT_TYPES}, nullptr};
+
+Statement expire_holds_sql = {
+    "WITH gone AS ("
+    " UPDATE quota.holds h SET state = 'expired', settled_at = $3"
+    "  WHERE " OPEN_HOLDS_OF("$1", "$2") " AND h.expires_at" LE "$3"
+    "  RETURNING h.amount)"
+    " SELECT CAST(COALESCE(pg_catalog.sum(g.amount), 0) AS pg_catalog.int8), pg_catalog.count(*),"
+    "  (SELECT pg_catalog.min(h.expires_at) FROM quota.holds h"
+    "    WHERE " OPEN_HOLDS_OF("$1", "$2") " AND h.expires_at" GT "$3)"
+    " FROM gone g",
+    3, {TEXTOID, TEXTOID, TIMESTAMPTZOID}, nullptr};
+
+Statement read_hold_sql = {
+    "SELECT " HOLD_COLUMNS " FROM quota.holds h WHERE h.id" EQ "$1",
+    1, {INT8OID}, nullptr};
+
+Statement find_hold_sql = {
+    "SELECT " HOLD_COLUMNS " FROM quota.holds h"
+    " WHERE h.team" EQ "$1 AND h.resource" EQ "$2 AND h.idempotency_key" EQ "$3",
+    3, {TEXTOID, TEXTOID, TEXTOID}, nullptr};
+
+Statement insert_hold_sql = {
+    "INSERT INTO quota.holds (team, resource, amount, state, idempotency_key, created_at, expires_at)"
+    " VALUES ($1, $2, $3, 'open', $4, $5, $6) RETURNING id",
+    6, {TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, nullptr};
+
+Statement settle_hold_sql = {
+    "UPDATE quota.holds SET state = $2, settled_at = $3, committed = $4 WHERE id" EQ "$1",
+    4, {INT8OID, TEXTOID, TIMESTAMPTZOID, INT8OID}, nullptr};
+
+Statement lock_expired_sql = {
+    "SELECT a.team, a.resource FROM quota.accounts a WHERE a.next_expiry" LE "$1 FOR UPDATE SKIP LOCKED",
+    1, {TIMESTAMPTZOID}, nullptr};
+
+/* Run a statement, preparing it on first use; the rows are in SPI_tuptable. */
+void execute(Statement &statement, Datum *values, const char *nulls, bool read_only)
+{
+    bridge::guarded([&] {
+        if (statement.plan == nullptr) {
+            SPIPlanPtr plan = SPI_prepare(statement.sql, statement.nargs, statement.types);
+            if (plan == nullptr)
+                elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+            if (SPI_keepplan(plan) != 0)
+                elog(ERROR, "SPI_keepplan failed");
+            statement.plan = plan;
+        }
+        int const rc = SPI_execute_plan(statement.plan, values, nulls, read_only, 0);
+        if (rc < 0)
+            elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+    });
+}
+
+Datum column(int number, bool *isnull)
+{
+    return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, number, isnull);
+}
+
+/* Build an Account from its columns; get(i, &isnull) returns column i of kAccountColumnNames. */
+template <typename Get>
+Account decode_account(Get get)
+{
+    Account account;
+    bool isnull = false;
+    account.credit_limit = DatumGetInt64(get(0, &isnull));
+    account.unlimited = DatumGetBool(get(1, &isnull));
+    Datum const period = get(2, &isnull);
+    account.has_period = !isnull;
+    if (account.has_period) {
+        Interval const *value = DatumGetIntervalP(period);
+        account.period = Period{value->month, value->day, value->time};
+    }
+    account.anchor = DatumGetTimestampTz(get(3, &isnull));
+    account.window_start = DatumGetTimestampTz(get(4, &isnull));
+    Datum const resets_at = get(5, &isnull);
+    account.resets_at = isnull ? 0 : DatumGetTimestampTz(resets_at);
+    account.used = DatumGetInt64(get(6, &isnull));
+    account.held = DatumGetInt64(get(7, &isnull));
+    Datum const next_expiry = get(8, &isnull);
+    account.has_next_expiry = !isnull;
+    account.next_expiry = isnull ? 0 : DatumGetTimestampTz(next_expiry);
+    return account;
+}
+
+/* The account's columns as statement parameters; allocates, so call it inside guarded(). */
+void encode_account(const Account &account, Datum *values, char *nulls)
+{
+    std::memset(nulls, ' ', kAccountColumns);
+    values[0] = Int64GetDatum(account.credit_limit);
+    values[1] = BoolGetDatum(account.unlimited);
+    if (account.has_period) {
+        auto *period = static_cast<Interval *>(palloc(sizeof(Interval)));
+        period->month = account.period.months;
+        period->day = account.period.days;
+        period->time = account.period.usec;
+        values[2] = IntervalPGetDatum(period);
+    } else {
+        values[2] = (Datum) 0;
+        nulls[2] = 'n';
+    }
+    values[3] = TimestampTzGetDatum(account.anchor);
+    values[4] = TimestampTzGetDatum(account.window_start);
+    values[5] = TimestampTzGetDatum(account.resets_at);
+    if (!account.has_period)
+        nulls[5] = 'n';
+    values[6] = Int64GetDatum(account.used);
+    values[7] = Int64GetDatum(account.held);
+    values[8] = TimestampTzGetDatum(account.next_expiry);
+    if (!account.has_next_expiry)
+        nulls[8] = 'n';
+}
+
+bool text_equals(Datum value, const char *literal)
+{
+    auto const *text = reinterpret_cast<const struct varlena *>(DatumGetPointer(value));
+    size_t const length = VARSIZE_ANY_EXHDR(text);
+    return length == std::strlen(literal) && std::memcmp(VARDATA_ANY(text), literal, length) == 0;
+}
+
+const char *state_name(HoldState state)
+{
+    switch (state) {
+    case HoldState::Open:
+        return "open";
+    case HoldState::Committed:
+        return "committed";
+    case HoldState::Released:
+        return "released";
+    case HoldState::Expired:
+        return "expired";
+    }
+    return "open";
+}
+
+HoldState state_from(Datum value)
+{
+    constexpr HoldState states[] = {HoldState::Open, HoldState::Committed, HoldState::Released, HoldState::Expired};
+    auto const found = std::find_if(std::begin(states), std::end(states),
+                                    [value](HoldState state) { return text_equals(value, state_name(state)); });
+    if (found == std::end(states))
+        throw Error(ERRCODE_DATA_CORRUPTED, "unknown hold state in quota.holds");
+    return *found;
+}
+
+/* The first row of a HOLD_COLUMNS result. */
+Hold decode_hold()
+{
+    bool isnull = false;
+    Hold hold;
+    hold.id = DatumGetInt64(column(1, &isnull));
+    hold.key.team = column(2, &isnull);
+    hold.key.resource = column(3, &isnull);
+    hold.state = state_from(column(4, &isnull));
+    hold.amount = DatumGetInt64(column(5, &isnull));
+    return hold;
+}
+
+} // namespace
+
+void connect()
+{
+    bridge::guarded([] {
+        if (SPI_connect() != SPI_OK_CONNECT)
+            elog(ERROR, "SPI_connect failed");
+    });
+}
+
+void finish()
+{
+    bridge::guarded([] {
+        if (SPI_finish() != SPI_OK_FINISH)
+            elog(ERROR, "SPI_finish failed");
+    });
+}
+
+bool lock_account(AccountKey key, Account &account, ItemPointerData &row)
+{
+    Datum values[2] = {key.team, key.resource};
+    execute(lock_account_sql, values, nullptr, false);
+    if (SPI_processed == 0)
+        return false;
+    account = decode_account([](int i, bool *isnull) { return column(i + 1, isnull); });
+    bool isnull = false;
+    row = *reinterpret_cast<ItemPointer>(DatumGetPointer(column(kAccountColumns + 1, &isnull)));
+    return true;
+}
+
+bool read_limited(AccountKey key, bool &limited)
+{
+    Datum values[2] = {key.team, key.resource};
+    execute(read_limited_sql, values, nullptr, true);
+    if (SPI_processed == 0)
+        return false;
+    bool isnull = false;
+    limited = DatumGetBool(column(1, &isnull));
+    return true;
+}
+
+bool insert_account(AccountKey key, const Account &account)
+{
+    Datum values[2 + kAccountColumns] = {key.team, key.resource};
+    char nulls[2 + kAccountColumns] = {' ', ' '};
+    bridge::guarded([&] { encode_account(account, values + 2, nulls + 2); });
+    execute(insert_account_sql, values, nulls, false);
+    return SPI_processed == 1;
+}
+
+void update_account(const ItemPointerData &row, const Account &account)
+{
+    ItemPointerData target = row;
+    Datum values[1 + kAccountColumns] = {PointerGetDatum(&target)};
+    char nulls[1 + kAccountColumns] = {' '};
+    bridge::guarded([&] { encode_account(account, values + 1, nulls + 1); });
+    execute(update_account_sql, values, nulls, false);
+    if (SPI_processed != 1)
+        throw Error(ERRCODE_INTERNAL_ERROR, "quota account row vanished while locked");
+}
+
+ExpiredHolds expire_holds(AccountKey key, TimestampTz now)
+{
+    Datum values[3] = {key.team, key.resource, TimestampTzGetDatum(now)};
+    execute(expire_holds_sql, values, nullptr, false);
+    ExpiredHolds expired;
+    bool isnull = false;
+    expired.amount = DatumGetInt64(column(1, &isnull));
+    expired.count = DatumGetInt64(column(2, &isnull));
+    Datum const next = column(3, &isnull);
+    expired.has_next_expiry = !isnull;
+    expired.next_expiry = isnull ? 0 : DatumGetTimestampTz(next);
+    return expired;
+}
+
+bool read_hold(int64 id, Hold &hold)
+{
+    Datum values[1] = {Int64GetDatum(id)};
+    execute(read_hold_sql, values, nullptr, false);
+    if (SPI_processed == 0)
+        return false;
+    hold = decode_hold();
+    return true;
+}
+
+bool find_hold(AccountKey key, Datum idempotency_key, Hold &hold)
+{
+    Datum values[3] = {key.team, key.resource, idempotency_key};
+    execute(find_hold_sql, values, nullptr, false);
+    if (SPI_processed == 0)
+        return false;
+    hold = decode_hold();
+    return true;
+}
+
+int64 insert_hold(AccountKey key, int64 amount, TimestampTz now, const TimestampTz *expires_at,
+                  const Datum *idempotency_key)
+{
+    Datum values[6] = {key.team,
+                       key.resource,
+                       Int64GetDatum(amount),
+                       idempotency_key != nullptr ? *idempotency_key : (Datum) 0,
+                       TimestampTzGetDatum(now),
+                       expires_at != nullptr ? TimestampTzGetDatum(*expires_at) : (Datum) 0};
+    char nulls[6] = {' ', ' ', ' ', idempotency_key != nullptr ? ' ' : 'n', ' ', expires_at != nullptr ? ' ' : 'n'};
+    execute(insert_hold_sql, values, nulls, false);
+    bool isnull = false;
+    return DatumGetInt64(column(1, &isnull));
+}
+
+void settle_hold(int64 id, HoldState state, TimestampTz now, const int64 *committed)
+{
+    Datum values[4] = {Int64GetDatum(id), (Datum) 0, TimestampTzGetDatum(now),
+                       committed != nullptr ? Int64GetDatum(*committed) : (Datum) 0};
+    char nulls[4] = {' ', ' ', ' ', committed != nullptr ? ' ' : 'n'};
+    const char *name = state_name(state);
+    values[1] = bridge::guarded_value([&] { return CStringGetTextDatum(name); });
+    execute(settle_hold_sql, values, nulls, false);
+}
+
+std::vector<AccountKey> lock_accounts_with_expired_holds(TimestampTz now)
+{
+    Datum values[1] = {TimestampTzGetDatum(now)};
+    execute(lock_expired_sql, values, nullptr, false);
+    std::vector<AccountKey> keys;
+    keys.reserve(SPI_processed);
+    for (uint64 i = 0; i < SPI_processed; i++) {
+        bool isnull = false;
+        HeapTuple tuple = SPI_tuptable->vals[i];
+        keys.push_back(AccountKey{SPI_getbinval(tuple, SPI_tuptable->tupdesc, 1, &isnull),
+                                  SPI_getbinval(tuple, SPI_tuptable->tupdesc, 2, &isnull)});
+    }
+    return keys;
+}
+
+Account account_from_row(HeapTupleHeader row)
+{
+    Account account;
+    bridge::guarded([&] {
+        account = decode_account(
+            [row](int i, bool *isnull) { return GetAttributeByName(row, kAccountColumnNames[i], isnull); });
+    });
+    return account;
+}
+
+const char *team_name(AccountKey key)
+{
+    return bridge::guarded_value([&] { return static_cast<const char *>(text_to_cstring(DatumGetTextPP(key.team))); });
+}
+
+const char *resource_name(AccountKey key)
+{
+    return bridge::guarded_value(
+        [&] { return static_cast<const char *>(text_to_cstring(DatumGetTextPP(key.resource))); });
+}
+
+} // namespace quota::storage

@@ -1,0 +1,34 @@
+-- A chat app meters AI messages per team: 5 credits a month, billed from the 1st.
+CREATE EXTENSION quota;
+SELECT quota.set_account('acme', 5, period => '1 month', anchor => '2024-01-01 00:00+00');
+
+-- Before calling the model: reserve a credit (held for 15 minutes by default).
+SELECT * FROM quota.reserve_credit('acme');
+-- The model answered: commit what was actually used.
+SELECT * FROM quota.commit_credit(1);
+
+-- The model failed: release the hold, nothing is spent.
+SELECT * FROM quota.reserve_credit('acme');
+SELECT quota.release_credit(2);
+
+-- One-shot spends; the fourth is denied and says when to retry (seconds until the reset).
+SELECT granted, used, remaining, resets_at, retry_after FROM quota.charge_credit('acme', 2);
+SELECT granted, used, remaining, resets_at, retry_after FROM quota.charge_credit('acme', 2);
+SELECT granted, used, remaining, resets_at, retry_after FROM quota.charge_credit('acme', 2);
+
+-- An LLM gateway asks, without taking any lock:
+SELECT quota.is_team_limited('acme');
+
+-- Retried requests carry an idempotency key: the retry gets the same reservation.
+SELECT quota.set_account('acme', 100, 'remix', period => '1 day', anchor => '2024-01-01 00:00+00');
+SELECT reservation, held FROM quota.reserve_credit('acme', 3, 'remix', idempotency_key => 'req-7f3a');
+SELECT reservation, held FROM quota.reserve_credit('acme', 3, 'remix', idempotency_key => 'req-7f3a');
+
+-- An unlimited plan is still metered.
+SELECT quota.set_account('bigco', 0, unlimited => true);
+SELECT granted, used, credit_limit, remaining FROM quota.charge_credit('bigco', 250);
+
+-- What operators look at.
+SELECT team, resource, credit_limit, used, held, remaining, unlimited, period, resets_at, limited
+  FROM quota.usage ORDER BY team, resource;
+SELECT id, team, resource, amount, state, expires_at FROM quota.holds ORDER BY id;

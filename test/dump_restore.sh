@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# pg_dump keeps every account, hold and the hold id sequence; a restore
+# continues where the dump left off.  Needs PGHOST/PGPORT/PGUSER of a
+# running cluster with the extension installed (test/run.sh sets them).
+set -euo pipefail
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+psql_in() { psql -X -q -v ON_ERROR_STOP=1 -At -d "$1" -c "$2"; }
+fail() { echo "dump_restore: FAIL: $*"; exit 1; }
+
+dropdb --if-exists quota_dump_src; dropdb --if-exists quota_dump_dst
+createdb quota_dump_src
+psql -X -q -v ON_ERROR_STOP=1 -d quota_dump_src >/dev/null <<'SQL'
+CREATE EXTENSION quota;
+SELECT quota.set_account('acme', 100, period => '1 month', anchor => '2024-01-31 00:00+00');
+SELECT quota.set_account('acme', 5, 'remix', unlimited => true);
+SELECT quota.charge_credit('acme', 10);
+SELECT quota.reserve_credit('acme', 7, idempotency_key => 'open-one');
+SELECT quota.commit_credit((quota.reserve_credit('acme', 3)).reservation, 2);
+SELECT quota.release_credit((quota.reserve_credit('acme', 1)).reservation);
+SELECT quota.reserve_credit('acme', 4, 'remix', hold_for => NULL);
+SQL
+state="SELECT string_agg(row(u.*)::text, E'\n' ORDER BY team, resource) FROM quota.usage u;"
+holds="SELECT string_agg(row(h.*)::text, E'\n' ORDER BY id) FROM quota.holds h;"
+before_usage=$(psql_in quota_dump_src "$state")
+before_holds=$(psql_in quota_dump_src "$holds")
+
+pg_dump -Fc -f "$dir/db.dump" quota_dump_src
+createdb quota_dump_dst
+pg_restore --exit-on-error -d quota_dump_dst "$dir/db.dump"
+
+[ "$(psql_in quota_dump_dst "$state")" = "$before_usage" ] || fail "accounts differ after restore"
+[ "$(psql_in quota_dump_dst "$holds")" = "$before_holds" ] || fail "holds differ after restore"
+[ "$(psql_in quota_dump_dst "SELECT count(*) FROM quota.holds WHERE state = 'open'")" = 2 ] || fail "open holds lost"
+
+# It continues: the open hold commits, its idempotency key still answers,
+# and new reservations get fresh ids.
+max_id=$(psql_in quota_dump_src "SELECT max(id) FROM quota.holds")
+open_id=$(psql_in quota_dump_dst "SELECT id FROM quota.holds WHERE idempotency_key = 'open-one'")
+[ "$(psql_in quota_dump_dst "SELECT (quota.reserve_credit('acme', 7, idempotency_key => 'open-one')).reservation")" = "$open_id" ] ||
+    fail "idempotency key lost"
+[ "$(psql_in quota_dump_dst "SELECT used || '/' || held FROM quota.commit_credit($open_id)")" = "19/0" ] ||
+    fail "commit of a restored hold"
+new_id=$(psql_in quota_dump_dst "SELECT (quota.reserve_credit('acme')).reservation")
+[ "$new_id" -gt "$max_id" ] || fail "hold ids restarted ($new_id <= $max_id)"
+# The privileges travel too.
+[ "$(psql_in quota_dump_dst "SELECT has_function_privilege('public', 'quota.set_account(text,bigint,text,interval,timestamptz,boolean)', 'execute')")" = f ] ||
+    fail "set_account became executable by PUBLIC"
+
+dropdb quota_dump_src; dropdb quota_dump_dst
+echo "dump_restore: ok (accounts, open and settled holds, idempotency keys, id sequence, privileges)"

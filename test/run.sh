@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine: installs what it
+# needs with apt, builds with -Werror, runs static analysis, installs the
+# extension, starts a throwaway cluster, runs every test against it, and
+# stops it.  Exits non-zero if anything failed.
+#
+#   test/run.sh
+set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/cluster.sh"
+cd "$QUOTA_ROOT"
+
+passed=0
+failed=0
+failures=()
+
+# Run one suite; record whether it passed.
+suite() {
+    local name=$1
+    shift
+    say "$name"
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+    fi
+}
+
+show_diffs() {
+    local file
+    for file in "$@"; do
+        if [ -s "$file" ]; then
+            echo "---- $file"
+            cat "$file"
+        fi
+    done
+}
+
+regression() {
+    rm -rf results regression.diffs regression.out
+    make -s PG_CONFIG="$QUOTA_PG_BIN/pg_config" regresscheck || { show_diffs regression.diffs; return 1; }
+}
+
+isolation() {
+    rm -rf output_iso
+    make -s PG_CONFIG="$QUOTA_PG_BIN/pg_config" isolationcheck || { show_diffs output_iso/regression.diffs; return 1; }
+}
+
+set -e
+quota_setup clang-tidy
+set +e
+
+suite "static analysis (cppcheck, clang-tidy)" test/lint.sh
+
+quota_start_cluster
+suite "regression tests (pg_regress: sql/ against expected/)" regression
+suite "isolation tests (test/specs against test/expected)" isolation
+suite "pg_dump and restore" test/dump_restore.sh
+quota_stop_cluster
+
+echo
+if [ "$failed" -gt 0 ]; then
+    echo "failed: ${failures[*]}"
+fi
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
