@@ -11,7 +11,7 @@ SELECT * FROM quota.commit_credit(1);
 SELECT * FROM quota.reserve_credit('acme');
 SELECT quota.release_credit(2);
 
--- One-shot spends; the fourth is denied and says when to retry (seconds until the reset).
+-- One-shot spends; the third is denied and says when to retry (seconds until the reset).
 SELECT granted, used, remaining, resets_at, retry_after FROM quota.charge_credit('acme', 2);
 SELECT granted, used, remaining, resets_at, retry_after FROM quota.charge_credit('acme', 2);
 SELECT granted, used, remaining, resets_at, retry_after FROM quota.charge_credit('acme', 2);
