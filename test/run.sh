@@ -46,8 +46,16 @@ isolation() {
     make -s PG_CONFIG="$QUOTA_PG_BIN/pg_config" isolationcheck || { show_diffs output_iso/regression.diffs; return 1; }
 }
 
+# One run of the stress audit in a database of its own.
+stress() {
+    dropdb --if-exists quota_stress && createdb quota_stress &&
+        psql -X -q -d quota_stress -c "CREATE EXTENSION quota" &&
+        PGDATABASE=quota_stress QUOTA_PGDATA="$QUOTA_CLUSTER/data" QUOTA_PGCTL="$(cluster_pg_ctl)" \
+            /usr/bin/python3 test/stress/audit.py "$@"
+}
+
 set -e
-quota_setup clang-tidy
+quota_setup clang-tidy python3-psycopg2
 set +e
 
 suite "static analysis (cppcheck, clang-tidy)" test/lint.sh
@@ -56,6 +64,8 @@ quota_start_cluster
 suite "regression tests (pg_regress: sql/ against expected/)" regression
 suite "isolation tests (test/specs against test/expected)" isolation
 suite "pg_dump and restore" test/dump_restore.sh
+suite "stress audit: 16 connections, 20 s" stress --workers 16 --seconds 20
+suite "stress audit across a crash (immediate restart half way)" stress --workers 16 --seconds 20 --crash
 quota_stop_cluster
 
 echo

@@ -22,6 +22,11 @@ cluster_user() {
     if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi
 }
 
+# pg_ctl as the cluster's user, as one command line (for programs that restart the server).
+cluster_pg_ctl() {
+    if [ "$(id -u)" -eq 0 ]; then echo "runuser -u postgres -- $QUOTA_PG_BIN/pg_ctl"; else echo "$QUOTA_PG_BIN/pg_ctl"; fi
+}
+
 as_cluster_user() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }

@@ -1,0 +1,324 @@
+#!/usr/bin/python3
+"""Stress audit: many concurrent connections spend on a few hot accounts,
+then the ledger's invariants are checked against what was acknowledged.
+
+    test/stress/audit.py [--workers 16] [--seconds 20] [--crash]
+
+Connects with the PG* environment variables (test/run.sh sets them).  With
+--crash, the server is restarted in immediate mode half way through (a
+crash: needs QUOTA_PGDATA and the pg_ctl command in QUOTA_PGCTL); calls in
+flight then are "uncertain", and the audit checks that nothing acknowledged
+was lost.
+
+What is checked (any failure exits 1):
+  * every grant: used + held <= credit_limit, remaining = limit - used - held
+  * per account and window: the highest `used` any grant reported equals the
+    sum of acknowledged commits and charges in that window (plus at most the
+    uncertain ones after a crash); the final `used` likewise
+  * stored held = sum of open holds; quota.usage held = sum of unexpired ones
+  * each reservation settled at most once, as the client saw it: committed
+    with the amount of its first commit, released when release said true
+  * no error at all other than the crash's lost connections
+"""
+import argparse
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+
+import psycopg2
+
+# (team, resource, limit): one account at its limit all run long, others
+# reached during the run, and two whose one-second windows fill and roll over.
+HOT = [("edge", "credits", 40), ("hot-1", "credits", 3000), ("hot-2", "credits", 12000),
+       ("hot-3", "credits", 40000)]
+TICK = [("tick-%d" % i, "ai", 150) for i in range(2)]
+ACCOUNTS = HOT + TICK
+LIMITS = {(t, r): lim for t, r, lim in ACCOUNTS}
+
+
+class Ledger:
+    """What the clients were told, shared by all workers."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.grants = []                       # (account, grant tuple)
+        self.writes = defaultdict(int)         # (account, resets_at) -> acknowledged credits
+        self.uncertain = defaultdict(int)      # account -> credits of calls lost in a crash
+        self.committed = {}                    # reservation -> amount of its first commit
+        self.released = set()                  # reservations release_credit answered true for
+        self.open = {}                         # reservation -> (account, amount) the client holds
+        self.abandoned = set()                 # short holds left to expire
+        self.unsure = set()                    # reservations being settled when the server crashed
+        self.calls = defaultdict(int)
+        self.errors = []
+
+    def grant(self, account, g):
+        with self.lock:
+            self.grants.append((account, g))
+
+
+def connect():
+    conn = psycopg2.connect("")
+    conn.autocommit = True
+    return conn
+
+
+GRANT_COLS = "granted, reservation, used, held, credit_limit, remaining, resets_at, retry_after"
+
+
+def worker(n, deadline, ledger, crash_window):
+    rnd = random.Random(n)
+    conn = connect()
+    cur = conn.cursor()
+    mine = []          # reservations this worker may settle: (id, account, amount)
+    pending = None     # (kind, account, amount) of the call in flight
+
+    def call(sql, args):
+        cur.execute(sql, args)
+        return cur.fetchone()
+
+    while time.time() < deadline:
+        team, resource, _ = rnd.choice(ACCOUNTS)
+        account = (team, resource)
+        op = rnd.random()
+        try:
+            if op < 0.30:
+                amount = rnd.randint(1, 3)
+                short = rnd.random() < 0.2
+                hold_for = "300 milliseconds" if short else rnd.choice(["15 minutes", None])
+                key = "w%d-%d" % (n, rnd.getrandbits(40)) if rnd.random() < 0.4 else None
+                pending = ("reserve", account, amount, None)
+                g = call("SELECT %s FROM quota.reserve_credit(%%s, %%s, %%s, %%s::interval, %%s)" % GRANT_COLS,
+                         (team, amount, resource, hold_for, key))
+                ledger.grant(account, g)
+                ledger.calls["reserve"] += 1
+                if key is not None and rnd.random() < 0.5:      # an immediate retry
+                    g2 = call("SELECT %s FROM quota.reserve_credit(%%s, %%s, %%s, %%s::interval, %%s)" % GRANT_COLS,
+                              (team, amount, resource, hold_for, key))
+                    ledger.grant(account, g2)
+                    ledger.calls["reserve retry"] += 1
+                    if g[0] and (not g2[0] or g2[1] != g[1]):
+                        ledger.errors.append("retry with key %s answered %r after %r" % (key, g2, g))
+                if g[0]:
+                    with ledger.lock:
+                        if short:
+                            ledger.abandoned.add(g[1])
+                        else:
+                            ledger.open[g[1]] = (account, amount)
+                    if not short:
+                        mine.append((g[1], account, amount))
+            elif op < 0.50 and mine:
+                rid, acc, held_amount = mine.pop(rnd.randrange(len(mine)))
+                amount = rnd.choice([None, held_amount, max(0, held_amount - 1), 0])
+                settled = held_amount if amount is None else amount
+                pending = ("commit", acc, settled, rid)
+                g = call("SELECT %s FROM quota.commit_credit(%%s, %%s)" % GRANT_COLS, (rid, amount))
+                ledger.calls["commit"] += 1
+                if not g[0]:
+                    ledger.errors.append("commit of %d not granted: %r" % (rid, g))
+                with ledger.lock:
+                    ledger.open.pop(rid, None)
+                    ledger.committed[rid] = settled
+                    ledger.writes[(acc, g[6])] += settled
+                ledger.grant(acc, g)
+                if rnd.random() < 0.2:                          # a retried commit changes nothing
+                    pending = None
+                    g2 = call("SELECT %s FROM quota.commit_credit(%%s, %%s)" % GRANT_COLS, (rid, None))
+                    ledger.grant(acc, g2)
+                    ledger.calls["commit again"] += 1
+            elif op < 0.62 and mine:
+                rid, acc, held_amount = mine.pop(rnd.randrange(len(mine)))
+                pending = ("release", acc, 0, rid)
+                (ok,) = call("SELECT quota.release_credit(%s)", (rid,))
+                ledger.calls["release"] += 1
+                if not ok:
+                    ledger.errors.append("release of open reservation %d answered false" % rid)
+                with ledger.lock:
+                    ledger.open.pop(rid, None)
+                    ledger.released.add(rid)
+                if rnd.random() < 0.3:
+                    (again,) = call("SELECT quota.release_credit(%s)", (rid,))
+                    ledger.calls["release again"] += 1
+                    if again:
+                        ledger.errors.append("second release of %d answered true" % rid)
+            elif op < 0.90:
+                amount = rnd.randint(1, 3)
+                pending = ("charge", account, amount, None)
+                g = call("SELECT %s FROM quota.charge_credit(%%s, %%s, %%s)" % GRANT_COLS, (team, amount, resource))
+                ledger.calls["charge"] += 1
+                if g[0]:
+                    with ledger.lock:
+                        ledger.writes[(account, g[6])] += amount
+                ledger.grant(account, g)
+            elif op < 0.92:
+                pending = None
+                call("SELECT quota.expire_holds()", ())
+                ledger.calls["expire_holds"] += 1
+            else:
+                pending = None
+                call("SELECT quota.is_team_limited(%s, %s)", (team, resource))
+                ledger.calls["is_team_limited"] += 1
+            pending = None
+        except psycopg2.Error as e:
+            lost = conn.closed or e.pgcode is None or e.pgcode.startswith("57")
+            if not (crash_window.is_set() and lost):
+                ledger.errors.append("worker %d: %s %s" % (n, e.pgcode, str(e).strip()))
+                return
+            # The crash: the call in flight may or may not have committed.
+            if pending is not None:
+                kind, acc, amount, rid = pending
+                with ledger.lock:
+                    if kind in ("charge", "commit"):
+                        ledger.uncertain[acc] += amount
+                    if rid is not None:         # settled or not: either is right
+                        ledger.open.pop(rid, None)
+                        ledger.unsure.add(rid)
+                    ledger.calls["lost in crash"] += 1
+            pending = None
+            conn = reconnect(deadline)
+            if conn is None:
+                ledger.errors.append("worker %d could not reconnect" % n)
+                return
+            cur = conn.cursor()
+
+
+def reconnect(deadline):
+    while time.time() < deadline + 60:
+        try:
+            return connect()
+        except psycopg2.OperationalError:
+            time.sleep(0.2)
+    return None
+
+
+def audit(ledger, crashed):
+    failures = list(ledger.errors)
+    conn = connect()
+    cur = conn.cursor()
+
+    # Every grant of a limited account stays within the limit.
+    windows = defaultdict(int)   # (account, resets_at) -> highest used reported
+    for account, g in ledger.grants:
+        granted, rid, used, held, limit, remaining, resets_at, retry_after = g
+        if limit != LIMITS[account]:
+            failures.append("grant reports limit %r for %r" % (limit, account))
+        if used + held > limit:
+            failures.append("overspend in a grant: %r %r" % (account, g))
+        if remaining != max(limit - used - held, 0):
+            failures.append("remaining wrong in %r" % (g,))
+        if granted and retry_after is not None:
+            failures.append("granted with retry_after: %r" % (g,))
+        if not granted and (account in [(t, r) for t, r, _ in TICK]) != (retry_after is not None):
+            failures.append("retry_after mismatch: %r %r" % (account, g))
+        windows[(account, resets_at)] = max(windows[(account, resets_at)], used)
+
+    # Per window: the highest used reported is exactly what was acknowledged there.
+    for key in set(windows) | set(ledger.writes):
+        account = key[0]
+        acked = ledger.writes.get(key, 0)
+        seen = windows.get(key, 0)
+        slack = ledger.uncertain.get(account, 0)
+        if not (acked <= seen + slack and seen <= acked + slack):
+            failures.append("window %r: grants reported used %d, acknowledged %d (uncertain %d)"
+                            % (key, seen, acked, slack))
+
+    # Final state.
+    cur.execute("SELECT team, resource, used, held, resets_at, credit_limit FROM quota.accounts")
+    for team, resource, used, held, resets_at, limit in cur.fetchall():
+        account = (team, resource)
+        cur.execute("SELECT coalesce(sum(amount), 0) FROM quota.holds WHERE team = %s AND resource = %s"
+                    " AND state = 'open'", account)
+        (open_sum,) = cur.fetchone()
+        if held != open_sum:
+            failures.append("%r: stored held %d != sum of open holds %d" % (account, held, open_sum))
+        cur.execute("SELECT used, held, resets_at, limited FROM quota.usage WHERE team = %s AND resource = %s", account)
+        vused, vheld, vresets, limited = cur.fetchone()
+        cur.execute("SELECT coalesce(sum(amount), 0) FROM quota.holds WHERE team = %s AND resource = %s"
+                    " AND state = 'open' AND (expires_at IS NULL OR expires_at > now())", account)
+        (live_sum,) = cur.fetchone()
+        if vheld != live_sum:
+            failures.append("%r: quota.usage held %d != unexpired open holds %d" % (account, vheld, live_sum))
+        if vused + vheld > limit:
+            failures.append("%r: final overspend used %d + held %d > %d" % (account, vused, vheld, limit))
+        acked = ledger.writes.get((account, vresets), 0)
+        slack = ledger.uncertain.get(account, 0)
+        if not (acked <= vused <= acked + slack):
+            failures.append("%r: final used %d, acknowledged %d in this window (uncertain %d)"
+                            % (account, vused, acked, slack))
+
+    # Each reservation settled at most once, as the client saw it.
+    cur.execute("SELECT id, state, committed, settled_at IS NOT NULL FROM quota.holds")
+    holds = {rid: (state, committed, settled) for rid, state, committed, settled in cur.fetchall()}
+    for rid, amount in ledger.committed.items():
+        if holds.get(rid, (None,))[:2] != ("committed", amount):
+            failures.append("reservation %d committed with %d, stored %r" % (rid, amount, holds.get(rid)))
+    for rid in ledger.released:
+        if holds.get(rid, (None,))[0] != "released":
+            failures.append("reservation %d released, stored %r" % (rid, holds.get(rid)))
+    for rid in ledger.open:
+        if holds.get(rid, (None,))[0] != "open":
+            failures.append("reservation %d still held by a client, stored %r" % (rid, holds.get(rid)))
+    for rid in ledger.abandoned:
+        if holds.get(rid, (None,))[0] not in ("open", "expired"):
+            failures.append("abandoned reservation %d stored %r" % (rid, holds.get(rid)))
+    for rid, (state, committed, settled) in holds.items():
+        if (state == "open") == settled:
+            failures.append("hold %d: state %s but settled=%s" % (rid, state, settled))
+    return failures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--crash", action="store_true")
+    args = parser.parse_args()
+
+    conn = connect()
+    cur = conn.cursor()
+    cur.execute("DELETE FROM quota.holds; DELETE FROM quota.accounts;")
+    for team, resource, limit in HOT:
+        cur.execute("SELECT quota.set_account(%s, %s, %s)", (team, limit, resource))
+    for team, resource, limit in TICK:
+        cur.execute("SELECT quota.set_account(%s, %s, %s, '1 second')", (team, limit, resource))
+    conn.close()
+
+    ledger = Ledger()
+    crash_window = threading.Event()
+    start = time.time()
+    deadline = start + args.seconds
+    threads = [threading.Thread(target=worker, args=(n, deadline, ledger, crash_window)) for n in range(args.workers)]
+    for t in threads:
+        t.start()
+    if args.crash:
+        time.sleep(args.seconds / 2)
+        crash_window.set()
+        print("crash: pg_ctl restart -m immediate at %.1fs" % (time.time() - start), flush=True)
+        subprocess.run(os.environ["QUOTA_PGCTL"].split() + ["-D", os.environ["QUOTA_PGDATA"], "-m", "immediate",
+                        "-w", "restart"], check=True, stdout=subprocess.DEVNULL)
+    for t in threads:
+        t.join()
+    elapsed = time.time() - start
+
+    failures = audit(ledger, args.crash)
+    total = sum(ledger.calls.values())
+    print("%d workers, %.1fs, %d calls (%s), %d grants audited"
+          % (args.workers, elapsed, total, ", ".join("%s %d" % kv for kv in sorted(ledger.calls.items())),
+             len(ledger.grants)))
+    denied = sum(1 for _, g in ledger.grants if not g[0])
+    print("denied grants: %d; accounts: %s" % (denied, ", ".join(t for t, _, _ in ACCOUNTS)))
+    if failures:
+        for f in failures[:40]:
+            print("AUDIT FAILURE:", f)
+        print("audit: %d failures" % len(failures))
+        return 1
+    print("audit: all invariants hold")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
