@@ -51,9 +51,24 @@ void copy_text(char *target, size_t size, const char *source)
     std::snprintf(target, size, "%s", source);
 }
 
+/* The owner of quota.accounts, cached for the backend until pg_class changes. */
+Oid cached_owner = InvalidOid;
+bool callback_registered = false;
+
+void forget_owner(Datum, int, uint32)
+{
+    cached_owner = InvalidOid;
+}
+
 /* Find the owner of quota.accounts: the role the extension's tables belong to */
 Oid table_owner()
 {
+    if (OidIsValid(cached_owner))
+        return cached_owner;
+    if (!callback_registered) {
+        CacheRegisterSyscacheCallback(RELOID, forget_owner, (Datum) 0);
+        callback_registered = true;
+    }
     Oid const schema = get_namespace_oid("quota", false);
     Oid const table = get_relname_relid("accounts", schema);
     if (!OidIsValid(table))
@@ -67,6 +82,7 @@ Oid table_owner()
         elog(ERROR, "cache lookup failed for relation %u", table);
     Oid const owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
     ReleaseSysCache(tuple);
+    cached_owner = owner;
     return owner;
 }
 

@@ -237,15 +237,13 @@ bool is_limited(AccountKey key)
 {
     TimestampTz const now = transaction_now();
     storage::connect();
-    bool limited = false;
-    bool const found = storage::read_limited(key, limited);
+    Account account;
+    int64 expired_held = 0;
+    bool const found = storage::read_account(key, now, account, expired_held);
     storage::finish();
-    if (found)
-        return limited;
-    Account fresh;
-    if (!default_account(now, fresh))
+    if (!found && !default_account(now, account))
         unknown_account(key);
-    return usage_of(fresh).limited;
+    return current_usage(account, expired_held, now).limited;
 }
 
 int64 expire_holds()

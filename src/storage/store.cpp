@@ -47,10 +47,15 @@ Statement lock_account_sql = {
     " WHERE a.team" EQ "$1 AND a.resource" EQ "$2 FOR UPDATE",
     2, {TEXTOID, TEXTOID}, nullptr};
 
-/* Readers go through the view, where "as of now" is defined once. */
-Statement read_limited_sql = {
-    "SELECT u.limited FROM quota.usage u WHERE u.team" EQ "$1 AND u.resource" EQ "$2",
-    2, {TEXTOID, TEXTOID}, nullptr};
+/* The account and the credits of its open holds past their expiry: what readers need (as quota.usage). */
+Statement read_account_sql = {
+    "SELECT " ACCOUNT_COLUMNS ","
+    " CASE WHEN a.next_expiry" LE "$3 THEN"
+    "  (SELECT CAST(pg_catalog.sum(h.amount) AS pg_catalog.int8) FROM quota.holds h"
+    "    WHERE " OPEN_HOLDS_OF("a.team", "a.resource") " AND h.expires_at" LE "$3)"
+    " END"
+    " FROM quota.accounts a WHERE a.team" EQ "$1 AND a.resource" EQ "$2",
+    3, {TEXTOID, TEXTOID, TIMESTAMPTZOID}, nullptr};
 
 Statement insert_account_sql = {
     "INSERT INTO quota.accounts (team, resource, credit_limit, unlimited, period, anchor, window_start,"
@@ -96,18 +101,39 @@ Statement lock_expired_sql = {
     "SELECT a.team, a.resource FROM quota.accounts a WHERE a.next_expiry" LE "$1 FOR UPDATE SKIP LOCKED",
     1, {TIMESTAMPTZOID}, nullptr};
 
+/*
+ * Prepare a statement for the backend's life.  Every statement here is a
+ * point lookup or update by key, so its plan is built now, once, as a
+ * generic plan with sequential scans off: left to the plan cache, a plan
+ * made while a table was empty (or analyzed empty) would keep scanning it
+ * sequentially as it grows, until an invalidation replans it.  A replan
+ * after an invalidation (ANALYZE, DDL) uses the statistics of that time.
+ * Call inside guarded().
+ */
+SPIPlanPtr prepare(const Statement &statement)
+{
+    SPIPlanPtr plan = SPI_prepare_cursor(statement.sql, statement.nargs, const_cast<Oid *>(statement.types),
+                                         CURSOR_OPT_GENERIC_PLAN);
+    if (plan == nullptr)
+        elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+    if (SPI_keepplan(plan) != 0)
+        elog(ERROR, "SPI_keepplan failed");
+
+    int const nest_level = NewGUCNestLevel();
+    (void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+    CachedPlan *cached = SPI_plan_get_cached_plan(plan);
+    if (cached != nullptr)
+        ReleaseCachedPlan(cached, CurrentResourceOwner);
+    AtEOXact_GUC(true, nest_level);
+    return plan;
+}
+
 /* Run a statement, preparing it on first use; the rows are in SPI_tuptable. */
 void execute(Statement &statement, Datum *values, const char *nulls, bool read_only)
 {
     bridge::guarded([&] {
-        if (statement.plan == nullptr) {
-            SPIPlanPtr plan = SPI_prepare(statement.sql, statement.nargs, statement.types);
-            if (plan == nullptr)
-                elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-            if (SPI_keepplan(plan) != 0)
-                elog(ERROR, "SPI_keepplan failed");
-            statement.plan = plan;
-        }
+        if (statement.plan == nullptr)
+            statement.plan = prepare(statement);
         int const rc = SPI_execute_plan(statement.plan, values, nulls, read_only, 0);
         if (rc < 0)
             elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
@@ -248,14 +274,16 @@ bool lock_account(AccountKey key, Account &account, ItemPointerData &row)
     return true;
 }
 
-bool read_limited(AccountKey key, bool &limited)
+bool read_account(AccountKey key, TimestampTz at, Account &account, int64 &expired_held)
 {
-    Datum values[2] = {key.team, key.resource};
-    execute(read_limited_sql, values, nullptr, true);
+    Datum values[3] = {key.team, key.resource, TimestampTzGetDatum(at)};
+    execute(read_account_sql, values, nullptr, true);
     if (SPI_processed == 0)
         return false;
+    account = decode_account([](int i, bool *isnull) { return column(i + 1, isnull); });
     bool isnull = false;
-    limited = DatumGetBool(column(1, &isnull));
+    Datum const expired = column(kAccountColumns + 1, &isnull);
+    expired_held = isnull ? 0 : DatumGetInt64(expired);
     return true;
 }
 

@@ -48,8 +48,8 @@ void finish();
 /* SELECT ... FOR UPDATE of one account; false when it does not exist. */
 bool lock_account(AccountKey key, Account &account, ItemPointerData &row);
 
-/* quota.usage's `limited` for one account: a snapshot read, no lock; false when it does not exist. */
-bool read_limited(AccountKey key, bool &limited);
+/* A snapshot read with no lock; expired_held sums the open holds past their expiry at `at`. */
+bool read_account(AccountKey key, TimestampTz at, Account &account, int64 &expired_held);
 
 /* INSERT ... ON CONFLICT DO NOTHING; false when the account already existed. */
 bool insert_account(AccountKey key, const Account &account);

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# The benchmark: quota against the physical minimum and the hand-written
+# alternatives, with pgbench -M prepared.  For each (durability, workload,
+# clients) every contender runs alone for --seconds, the contenders taking
+# turns, for --rounds rounds: drift hits all alike, and each contender meets
+# exactly the stated number of clients on its own rows.  The median round
+# counts.  Writes bench/RESULTS.md.  Not part of the test suite.
+#
+#   bench/run.sh [--seconds 5] [--rounds 3] [--clients "1 8 32"] [--memory-calls 1000000]
+#
+# On a fresh Debian 12 machine it installs what it needs with apt, builds and
+# installs the extension, and runs its own throwaway cluster.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../test/lib/cluster.sh"
+cd "$QUOTA_ROOT/bench"
+
+seconds=5
+rounds=3
+clients_list="1 8 32"
+memory_calls=1000000
+while [ $# -gt 0 ]; do
+    case $1 in
+        --seconds) seconds=$2; shift 2 ;;
+        --clients) clients_list=$2; shift 2 ;;
+        --rounds) rounds=$2; shift 2 ;;
+        --memory-calls) memory_calls=$2; shift 2 ;;
+        *) echo "usage: bench/run.sh [--seconds N] [--rounds N] [--clients \"1 8 32\"] [--memory-calls N]" >&2; exit 2 ;;
+    esac
+done
+
+CONTENDERS=(bare_update pk_select conditional_update read_then_write for_update charge_credit reserve_commit is_team_limited)
+work=$(mktemp -d /tmp/quota-bench.XXXXXX)
+chmod 777 "$work"
+results=$work/results.jsonl
+
+quota_setup
+QUOTA_PORT=54330 quota_start_cluster -c shared_buffers=512MB -c max_wal_size=8GB -c checkpoint_timeout=1h \
+    -c autovacuum_naptime=10s
+export PGDATABASE=bench
+createdb bench
+
+# fixtures LIMIT USED: fresh tables and accounts
+fixtures() {
+    psql -X -q -v ON_ERROR_STOP=1 -v accounts=10000 -v limit="$1" -v used="$2" -f setup.sql >/dev/null
+}
+
+# every contender alone, taking turns for $rounds rounds; appends a JSON line to results
+run() {
+    local mode=$1 workload=$2 accounts=$3 clients=$4
+    local threads=$((clients < 2 ? 1 : 2)) round c lines=()
+    local sync=$([ "$mode" = durable ] && echo on || echo off)
+    say "$mode $workload, $clients clients: ${#CONTENDERS[@]} contenders x $rounds rounds x ${seconds}s"
+    rm -rf "$work/run" && mkdir -p "$work/run" && chmod 777 "$work/run"
+    for round in $(seq "$rounds"); do
+        for c in "${CONTENDERS[@]}"; do
+            (cd "$work/run" && PGOPTIONS="-c synchronous_commit=$sync" \
+                pgbench -n -M prepared -c "$clients" -j "$threads" -T "$seconds" -D accounts="$accounts" \
+                -l --log-prefix="$work/run/log.$c.$round" -f "$QUOTA_ROOT/bench/scripts/$c.sql" \
+                >"$work/run/$c.$round.out" 2>&1) || { cat "$work/run/$c.$round.out"; exit 1; }
+        done
+    done
+    for c in "${CONTENDERS[@]}"; do
+        lines+=("$(/usr/bin/python3 report.py "$c" "$work/run/log.$c." "$work/run/$c".*.out)")
+    done
+    printf '{"mode": "%s", "workload": "%s", "clients": %d, "contenders": [%s]}\n' "$mode" "$workload" "$clients" \
+        "$(IFS=,; echo "${lines[*]}")" >>"$results"
+}
+
+for mode in durable cpu-bound; do
+    fixtures 1000000000000000 0
+    for clients in $clients_list; do run "$mode" SPREAD 10000 "$clients"; done
+    fixtures 1000000000000000 0
+    for clients in $clients_list; do run "$mode" HOT 1 "$clients"; done
+    # Near the limit: every account has 1 credit left, so almost every call is denied.
+    fixtures 1000 999
+    for clients in $clients_list; do run "$mode" NEAR-LIMIT 10000 "$clients"; done
+done
+
+# The race, shown: 32 clients make 100 attempts each against a limit of 1000.
+say "the race: 3200 attempts against a limit of 1000"
+fixtures 1000 0
+race() {
+    PGOPTIONS="-c synchronous_commit=off" pgbench -n -M prepared -c 32 -j 2 -t 100 -D accounts=1 \
+        -f "$QUOTA_ROOT/bench/scripts/$1.sql" >/dev/null 2>&1
+}
+race read_then_write
+race for_update
+race charge_credit
+race_rows=$(psql -X -At -F '|' -c "
+    SELECT 'read_then_write', used, credit_limit FROM bench.rtw WHERE team = '1'
+    UNION ALL SELECT 'for_update', used, credit_limit FROM bench.lock WHERE team = '1'
+    UNION ALL SELECT 'charge_credit', used, credit_limit FROM quota.accounts WHERE team = 'c1'")
+
+# Backend memory over many calls in one session (RssAnon of the backend).
+memory() {
+    local script=$1 transactions=$2 pid first last
+    PGOPTIONS="-c synchronous_commit=off" PGAPPNAME="quota-memory" pgbench -n -M prepared -c 1 -t "$transactions" \
+        -D accounts=10000 -f "$QUOTA_ROOT/bench/scripts/$script.sql" >/dev/null 2>&1 &
+    local bench_pid=$!
+    pid=""
+    while [ -z "$pid" ]; do
+        sleep 0.5
+        pid=$(psql -X -At -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'quota-memory' LIMIT 1")
+    done
+    sleep 1
+    first=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+    last=$first
+    while kill -0 "$bench_pid" 2>/dev/null; do
+        last=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo "$last")
+        sleep 1
+    done
+    echo "$script|$transactions|$first|$last"
+}
+fixtures 1000000000000000 0
+say "backend memory: $memory_calls calls of charge_credit, then of reserve_credit + commit_credit"
+memory_rows="$(memory charge_credit "$memory_calls")"$'\n'"$(memory reserve_commit $((memory_calls / 2)))"
+
+/usr/bin/python3 - "$results" "$seconds" "$rounds" "$clients_list" "$race_rows" "$memory_rows" >"$QUOTA_ROOT/bench/RESULTS.md" <<'PY'
+import json, platform, subprocess, sys, datetime
+results_path, seconds, rounds, clients_list, race_rows, memory_rows = sys.argv[1:7]
+runs = [json.loads(line) for line in open(results_path)]
+for r in runs:
+    r["contenders"] = {c["contender"]: c for c in r["contenders"]}
+writes = ["bare_update", "conditional_update", "read_then_write", "for_update", "charge_credit", "reserve_commit"]
+reads = ["pk_select", "is_team_limited"]
+label = {"bare_update": "bare `UPDATE` (minimum)", "pk_select": "primary-key `SELECT` (minimum)",
+         "conditional_update": "one-statement conditional `UPDATE`", "read_then_write": "PL/pgSQL read-then-write",
+         "for_update": "PL/pgSQL `SELECT ... FOR UPDATE`", "charge_credit": "**quota.charge_credit**",
+         "reserve_commit": "**quota.reserve_credit + commit_credit**", "is_team_limited": "**quota.is_team_limited**"}
+cpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True).stdout.strip()
+print("# Benchmark results\n")
+print("Machine: %s, %s cores, %s; PostgreSQL %s; %s." % (
+    cpu or platform.processor(), subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(),
+    platform.platform(), subprocess.run(["pg_config", "--version"], capture_output=True, text=True).stdout.strip(),
+    datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")))
+print("\nCommand: `bench/run.sh --seconds %s --rounds %s --clients \"%s\"`: pgbench -M prepared; each contender runs"
+      " alone on its own rows, the contenders taking turns round after round; the median round's tps counts. Latency"
+      " percentiles are over all rounds' transactions. pgbench and the server share the machine." % (seconds, rounds, clients_list))
+print("\n*ratio* is tps against the bare `UPDATE` for writes and the primary-key `SELECT` for reads, at the same clients"
+      " and workload. One reserve + commit transaction is two calls: two round trips and two database transactions.\n")
+for mode in ["durable", "cpu-bound"]:
+    print("## %s (synchronous_commit = %s)\n" % (mode, "on" if mode == "durable" else "off"))
+    for workload in ["SPREAD", "HOT", "NEAR-LIMIT"]:
+        rows = [r for r in runs if r["mode"] == mode and r["workload"] == workload]
+        if not rows:
+            continue
+        desc = {"SPREAD": "10,000 accounts, uniform", "HOT": "one account per contender",
+                "NEAR-LIMIT": "10,000 accounts with 1 credit left: nearly every call denied"}[workload]
+        print("### %s (%s)\n" % (workload, desc))
+        print("| contender | " + " | ".join("%d clients: tps / p50 / p99 ms / ratio" % r["clients"] for r in rows) + " |")
+        print("|---|" + "---|" * len(rows))
+        for name in writes + reads:
+            cells = []
+            for r in rows:
+                c = r["contenders"][name]
+                base = r["contenders"]["pk_select" if name in reads else "bare_update"]
+                cells.append("%.0f / %.3f / %.3f / **%.2f×**" % (c["tps"], c["p50_ms"], c["p99_ms"], c["tps"] / base["tps"]))
+            print("| %s | %s |" % (label[name], " | ".join(cells)))
+        print()
+print("## The race\n")
+print("32 clients, 100 attempts each (3,200), one account with a limit of 1,000:\n")
+print("| contender | used | limit | overspend |\n|---|---|---|---|")
+for line in race_rows.strip().splitlines():
+    name, used, limit = line.split("|")
+    print("| %s | %s | %s | %s |" % (label.get(name, name), used, limit, "**%d**" % (int(used) - int(limit)) if int(used) > int(limit) else "none"))
+print("\n## Backend memory\n")
+print("| calls in one session | contender | RssAnon after warm-up | at the end | growth |\n|---|---|---|---|---|")
+for line in memory_rows.strip().splitlines():
+    script, transactions, first, last = line.split("|")
+    if not first or not last:
+        print("| %s | %s | (finished before it could be sampled) | | |" % (transactions, label[script]))
+        continue
+    calls = int(transactions) * (2 if script == "reserve_commit" else 1)
+    print("| %d | %s | %s kB | %s kB | %+d kB |" % (calls, label[script], first, last, int(last) - int(first)))
+PY
+cp "$results" "$QUOTA_ROOT/bench/results.jsonl"
+say "wrote bench/RESULTS.md"
+cat "$QUOTA_ROOT/bench/RESULTS.md"

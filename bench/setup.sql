@@ -1,0 +1,53 @@
+-- Benchmark fixtures: every contender gets its own rows, so contenders never
+-- wait for each other's locks. Teams are '1'..'10000'; HOT runs use team '1' only.
+-- psql -v accounts=10000 -v limit=... -v used=...
+SET client_min_messages = warning;
+DROP SCHEMA IF EXISTS bench CASCADE;
+DROP EXTENSION IF EXISTS quota;
+CREATE EXTENSION quota;
+CREATE SCHEMA bench;
+
+-- The hand-written alternatives, each on a table of the shape users write.
+CREATE TABLE bench.bare (team text PRIMARY KEY, used bigint NOT NULL, credit_limit bigint NOT NULL);
+CREATE TABLE bench.rtw  (LIKE bench.bare INCLUDING ALL);
+CREATE TABLE bench.lock (LIKE bench.bare INCLUDING ALL);
+CREATE TABLE bench.cond (LIKE bench.bare INCLUDING ALL);
+
+INSERT INTO bench.bare SELECT g::text, :used, :limit FROM generate_series(1, :accounts) g;
+INSERT INTO bench.rtw  SELECT * FROM bench.bare;
+INSERT INTO bench.lock SELECT * FROM bench.bare;
+INSERT INTO bench.cond SELECT * FROM bench.bare;
+
+-- Read, then write: what most code does today (and why it overspends).
+CREATE FUNCTION bench.read_then_write(t text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    u bigint;
+    l bigint;
+BEGIN
+    SELECT used, credit_limit INTO u, l FROM bench.rtw WHERE team = t;
+    IF u + 1 <= l THEN
+        UPDATE bench.rtw SET used = used + 1 WHERE team = t;
+        RETURN true;
+    END IF;
+    RETURN false;
+END $$;
+
+-- The same with a row lock: correct, two statements.
+CREATE FUNCTION bench.for_update(t text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    u bigint;
+    l bigint;
+BEGIN
+    SELECT used, credit_limit INTO u, l FROM bench.lock WHERE team = t FOR UPDATE;
+    IF u + 1 <= l THEN
+        UPDATE bench.lock SET used = used + 1 WHERE team = t;
+        RETURN true;
+    END IF;
+    RETURN false;
+END $$;
+
+-- quota accounts: c* for charge_credit and is_team_limited, r* for reserve + commit.
+SELECT count(quota.set_account(p || g, :limit)) FROM generate_series(1, :accounts) g, unnest(ARRAY['c', 'r']) p;
+UPDATE quota.accounts SET used = :used;
+VACUUM ANALYZE;
+CHECKPOINT;
