@@ -119,8 +119,10 @@ SPIPlanPtr prepare(const Statement &statement)
     if (SPI_keepplan(plan) != 0)
         elog(ERROR, "SPI_keepplan failed");
 
+    /* jit off too: where a sequential scan is the only plan, its disable cost would trigger JIT at every run. */
     int const nest_level = NewGUCNestLevel();
     (void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+    (void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
     CachedPlan *cached = SPI_plan_get_cached_plan(plan);
     if (cached != nullptr)
         ReleaseCachedPlan(cached, CurrentResourceOwner);

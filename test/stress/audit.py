@@ -235,11 +235,13 @@ def audit(ledger, crashed):
         (open_sum,) = cur.fetchone()
         if held != open_sum:
             failures.append("%r: stored held %d != sum of open holds %d" % (account, held, open_sum))
-        cur.execute("SELECT used, held, resets_at, limited FROM quota.usage WHERE team = %s AND resource = %s", account)
-        vused, vheld, vresets, limited = cur.fetchone()
-        cur.execute("SELECT coalesce(sum(amount), 0) FROM quota.holds WHERE team = %s AND resource = %s"
-                    " AND state = 'open' AND (expires_at IS NULL OR expires_at > now())", account)
-        (live_sum,) = cur.fetchone()
+        # One statement, one now(): holds keep expiring while the audit reads.
+        cur.execute("SELECT u.used, u.held, u.resets_at, u.limited,"
+                    " (SELECT coalesce(sum(h.amount), 0) FROM quota.holds h WHERE h.team = u.team"
+                    "   AND h.resource = u.resource AND h.state = 'open'"
+                    "   AND (h.expires_at IS NULL OR h.expires_at > now()))"
+                    " FROM quota.usage u WHERE u.team = %s AND u.resource = %s", account)
+        vused, vheld, vresets, limited, live_sum = cur.fetchone()
         if vheld != live_sum:
             failures.append("%r: quota.usage held %d != unexpired open holds %d" % (account, vheld, live_sum))
         if vused + vheld > limit:
