@@ -236,14 +236,16 @@ Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
 bool is_limited(AccountKey key)
 {
     TimestampTz const now = transaction_now();
-    storage::connect();
     Account account;
-    int64 expired_held = 0;
-    bool const found = storage::read_account(key, now, account, expired_held);
-    storage::finish();
-    if (!found && !default_account(now, account))
+    if (!storage::fetch_account(key, account) && !default_account(now, account))
         unknown_account(key);
-    return current_usage(account, expired_held, now).limited;
+    int64 expired = 0;
+    if (account.has_next_expiry && account.next_expiry <= now) {
+        storage::connect();
+        expired = storage::expired_held(key, now);
+        storage::finish();
+    }
+    return current_usage(account, expired, now).limited;
 }
 
 int64 expire_holds()

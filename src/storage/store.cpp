@@ -47,14 +47,10 @@ Statement lock_account_sql = {
     " WHERE a.team" EQ "$1 AND a.resource" EQ "$2 FOR UPDATE",
     2, {TEXTOID, TEXTOID}, nullptr};
 
-/* The account and the credits of its open holds past their expiry: what readers need (as quota.usage). */
-Statement read_account_sql = {
-    "SELECT " ACCOUNT_COLUMNS ","
-    " CASE WHEN a.next_expiry" LE "$3 THEN"
-    "  (SELECT CAST(pg_catalog.sum(h.amount) AS pg_catalog.int8) FROM quota.holds h"
-    "    WHERE " OPEN_HOLDS_OF("a.team", "a.resource") " AND h.expires_at" LE "$3)"
-    " END"
-    " FROM quota.accounts a WHERE a.team" EQ "$1 AND a.resource" EQ "$2",
+/* The credits of an account's open holds past their expiry (readers count them as released). */
+Statement expired_held_sql = {
+    "SELECT CAST(pg_catalog.sum(h.amount) AS pg_catalog.int8) FROM quota.holds h"
+    " WHERE " OPEN_HOLDS_OF("$1", "$2") " AND h.expires_at" LE "$3",
     3, {TEXTOID, TEXTOID, TIMESTAMPTZOID}, nullptr};
 
 Statement insert_account_sql = {
@@ -201,6 +197,58 @@ void encode_account(const Account &account, Datum *values, char *nulls)
         nulls[8] = 'n';
 }
 
+/*
+ * Direct access: quota.accounts, its primary key and its columns' numbers,
+ * looked up once per backend and forgotten when its relcache entry is
+ * invalidated (ALTER TABLE, DROP/CREATE EXTENSION).
+ */
+struct AccountsTable {
+    Oid relation = InvalidOid;
+    Oid primary_key = InvalidOid;
+    AttrNumber attnums[kAccountColumns] = {};
+};
+
+AccountsTable accounts;
+bool relcache_callback_registered = false;
+
+void forget_accounts(Datum, Oid relid)
+{
+    if (relid == InvalidOid || relid == accounts.relation)
+        accounts = AccountsTable{};
+}
+
+/* Call inside guarded(). */
+const AccountsTable &accounts_table()
+{
+    if (OidIsValid(accounts.relation))
+        return accounts;
+    if (!relcache_callback_registered) {
+        CacheRegisterRelcacheCallback(forget_accounts, (Datum) 0);
+        relcache_callback_registered = true;
+    }
+    AccountsTable found;
+    found.relation = get_relname_relid("accounts", get_namespace_oid("quota", false));
+    if (!OidIsValid(found.relation))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation \"quota.accounts\" does not exist")));
+    Relation rel = table_open(found.relation, AccessShareLock);
+    found.primary_key = RelationGetPrimaryKeyIndex(rel);
+    TupleDesc const desc = RelationGetDescr(rel);
+    for (int i = 0; i < kAccountColumns; i++) {
+        for (int a = 0; a < desc->natts; a++) {
+            Form_pg_attribute const attribute = TupleDescAttr(desc, a);
+            if (!attribute->attisdropped && std::strcmp(NameStr(attribute->attname), kAccountColumnNames[i]) == 0)
+                found.attnums[i] = attribute->attnum;
+        }
+        if (found.attnums[i] == 0)
+            elog(ERROR, "column \"%s\" of quota.accounts is missing", kAccountColumnNames[i]);
+    }
+    table_close(rel, NoLock);
+    if (!OidIsValid(found.primary_key))
+        elog(ERROR, "quota.accounts has no primary key");
+    accounts = found;
+    return accounts;
+}
+
 bool text_equals(Datum value, const char *literal)
 {
     auto const *text = reinterpret_cast<const struct varlena *>(DatumGetPointer(value));
@@ -276,17 +324,46 @@ bool lock_account(AccountKey key, Account &account, ItemPointerData &row)
     return true;
 }
 
-bool read_account(AccountKey key, TimestampTz at, Account &account, int64 &expired_held)
+bool fetch_account(AccountKey key, Account &account)
+{
+    bool found = false;
+    bridge::guarded([&] {
+        AccountsTable const &table = accounts_table();
+        Relation rel = table_open(table.relation, AccessShareLock);
+        Relation index = index_open(table.primary_key, AccessShareLock);
+        /* Equality on (team, resource), compared in the index's own collations. */
+        ScanKeyData keys[2];
+        ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid, index->rd_indcollation[0],
+                               F_TEXTEQ, key.team);
+        ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid, index->rd_indcollation[1],
+                               F_TEXTEQ, key.resource);
+        IndexScanDesc scan = index_beginscan(rel, index, GetActiveSnapshot(), 2, 0);
+        index_rescan(scan, keys, 2, nullptr, 0);
+        TupleTableSlot *slot = table_slot_create(rel, nullptr);
+        if (index_getnext_slot(scan, ForwardScanDirection, slot)) {
+            slot_getallattrs(slot);
+            account = decode_account([&](int i, bool *isnull) {
+                int const at = table.attnums[i] - 1;
+                *isnull = slot->tts_isnull[at];
+                return slot->tts_values[at];
+            });
+            found = true;
+        }
+        index_endscan(scan);
+        ExecDropSingleTupleTableSlot(slot);
+        index_close(index, NoLock);
+        table_close(rel, NoLock);
+    });
+    return found;
+}
+
+int64 expired_held(AccountKey key, TimestampTz at)
 {
     Datum values[3] = {key.team, key.resource, TimestampTzGetDatum(at)};
-    execute(read_account_sql, values, nullptr, true);
-    if (SPI_processed == 0)
-        return false;
-    account = decode_account([](int i, bool *isnull) { return column(i + 1, isnull); });
+    execute(expired_held_sql, values, nullptr, true);
     bool isnull = false;
-    Datum const expired = column(kAccountColumns + 1, &isnull);
-    expired_held = isnull ? 0 : DatumGetInt64(expired);
-    return true;
+    Datum const sum = column(1, &isnull);
+    return isnull ? 0 : DatumGetInt64(sum);
 }
 
 bool insert_account(AccountKey key, const Account &account)

@@ -4,6 +4,7 @@
  * Every statement is prepared once per backend (SPI_prepare +
  * SPI_keepplan), schema-qualified down to its operators, and run through
  * bridge::guarded(), so a PostgreSQL error arrives here as quota::PgError.
+ * The lock-free account read is a direct index lookup instead.
  * Row locks are taken in SQL (FOR UPDATE), where PostgreSQL re-checks a
  * row that a concurrent transaction updated before we got the lock.
  *
@@ -48,8 +49,15 @@ void finish();
 /* SELECT ... FOR UPDATE of one account; false when it does not exist. */
 bool lock_account(AccountKey key, Account &account, ItemPointerData &row);
 
-/* A snapshot read with no lock; expired_held sums the open holds past their expiry at `at`. */
-bool read_account(AccountKey key, TimestampTz at, Account &account, int64 &expired_held);
+/*
+ * A read with no lock, under the active snapshot: a direct primary-key
+ * lookup (no SQL, no executor), for the reads that must cost next to
+ * nothing.  False when the account does not exist.
+ */
+bool fetch_account(AccountKey key, Account &account);
+
+/* The credits of the account's open holds past their expiry at `at` (snapshot read). */
+int64 expired_held(AccountKey key, TimestampTz at);
 
 /* INSERT ... ON CONFLICT DO NOTHING; false when the account already existed. */
 bool insert_account(AccountKey key, const Account &account);
