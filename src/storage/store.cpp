@@ -3,6 +3,9 @@
  */
 #include "storage/store.hpp"
 
+#include "storage/columns.hpp"
+#include "storage/direct.hpp"
+
 #include "bridge/error.hpp"
 #include "bridge/guard.hpp"
 
@@ -34,11 +37,6 @@ struct Statement {
     Oid types[kMaxArgs];
     SPIPlanPtr plan;
 };
-
-/* The account columns, in the order of ACCOUNT_COLUMNS, as the rows of quota.accounts name them. */
-constexpr int kAccountColumns = 9;
-const char *const kAccountColumnNames[kAccountColumns] = {
-    "credit_limit", "unlimited", "period", "anchor", "window_start", "resets_at", "used", "held", "next_expiry"};
 
 #define ACCOUNT_TYPES INT8OID, BOOLOID, INTERVALOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID, TIMESTAMPTZOID
 
@@ -143,112 +141,6 @@ Datum column(int number, bool *isnull)
     return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, number, isnull);
 }
 
-/* Build an Account from its columns; get(i, &isnull) returns column i of kAccountColumnNames. */
-template <typename Get>
-Account decode_account(Get get)
-{
-    Account account;
-    bool isnull = false;
-    account.credit_limit = DatumGetInt64(get(0, &isnull));
-    account.unlimited = DatumGetBool(get(1, &isnull));
-    Datum const period = get(2, &isnull);
-    account.has_period = !isnull;
-    if (account.has_period) {
-        Interval const *value = DatumGetIntervalP(period);
-        account.period = Period{value->month, value->day, value->time};
-    }
-    account.anchor = DatumGetTimestampTz(get(3, &isnull));
-    account.window_start = DatumGetTimestampTz(get(4, &isnull));
-    Datum const resets_at = get(5, &isnull);
-    account.resets_at = isnull ? 0 : DatumGetTimestampTz(resets_at);
-    account.used = DatumGetInt64(get(6, &isnull));
-    account.held = DatumGetInt64(get(7, &isnull));
-    Datum const next_expiry = get(8, &isnull);
-    account.has_next_expiry = !isnull;
-    account.next_expiry = isnull ? 0 : DatumGetTimestampTz(next_expiry);
-    return account;
-}
-
-/* The account's columns as statement parameters; allocates, so call it inside guarded(). */
-void encode_account(const Account &account, Datum *values, char *nulls)
-{
-    std::memset(nulls, ' ', kAccountColumns);
-    values[0] = Int64GetDatum(account.credit_limit);
-    values[1] = BoolGetDatum(account.unlimited);
-    if (account.has_period) {
-        auto *period = static_cast<Interval *>(palloc(sizeof(Interval)));
-        period->month = account.period.months;
-        period->day = account.period.days;
-        period->time = account.period.usec;
-        values[2] = IntervalPGetDatum(period);
-    } else {
-        values[2] = (Datum) 0;
-        nulls[2] = 'n';
-    }
-    values[3] = TimestampTzGetDatum(account.anchor);
-    values[4] = TimestampTzGetDatum(account.window_start);
-    values[5] = TimestampTzGetDatum(account.resets_at);
-    if (!account.has_period)
-        nulls[5] = 'n';
-    values[6] = Int64GetDatum(account.used);
-    values[7] = Int64GetDatum(account.held);
-    values[8] = TimestampTzGetDatum(account.next_expiry);
-    if (!account.has_next_expiry)
-        nulls[8] = 'n';
-}
-
-/*
- * Direct access: quota.accounts, its primary key and its columns' numbers,
- * looked up once per backend and forgotten when its relcache entry is
- * invalidated (ALTER TABLE, DROP/CREATE EXTENSION).
- */
-struct AccountsTable {
-    Oid relation = InvalidOid;
-    Oid primary_key = InvalidOid;
-    AttrNumber attnums[kAccountColumns] = {};
-};
-
-AccountsTable accounts;
-bool relcache_callback_registered = false;
-
-void forget_accounts(Datum, Oid relid)
-{
-    if (relid == InvalidOid || relid == accounts.relation)
-        accounts = AccountsTable{};
-}
-
-/* Call inside guarded(). */
-const AccountsTable &accounts_table()
-{
-    if (OidIsValid(accounts.relation))
-        return accounts;
-    if (!relcache_callback_registered) {
-        CacheRegisterRelcacheCallback(forget_accounts, (Datum) 0);
-        relcache_callback_registered = true;
-    }
-    AccountsTable found;
-    found.relation = get_relname_relid("accounts", get_namespace_oid("quota", false));
-    if (!OidIsValid(found.relation))
-        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation \"quota.accounts\" does not exist")));
-    Relation rel = table_open(found.relation, AccessShareLock);
-    found.primary_key = RelationGetPrimaryKeyIndex(rel);
-    TupleDesc const desc = RelationGetDescr(rel);
-    for (int i = 0; i < kAccountColumns; i++) {
-        for (int a = 0; a < desc->natts; a++) {
-            Form_pg_attribute const attribute = TupleDescAttr(desc, a);
-            if (!attribute->attisdropped && std::strcmp(NameStr(attribute->attname), kAccountColumnNames[i]) == 0)
-                found.attnums[i] = attribute->attnum;
-        }
-        if (found.attnums[i] == 0)
-            elog(ERROR, "column \"%s\" of quota.accounts is missing", kAccountColumnNames[i]);
-    }
-    table_close(rel, NoLock);
-    if (!OidIsValid(found.primary_key))
-        elog(ERROR, "quota.accounts has no primary key");
-    accounts = found;
-    return accounts;
-}
-
 bool text_equals(Datum value, const char *literal)
 {
     auto const *text = reinterpret_cast<const struct varlena *>(DatumGetPointer(value));
@@ -314,6 +206,8 @@ void finish()
 
 bool lock_account(AccountKey key, Account &account, ItemPointerData &row)
 {
+    if (direct_writes())
+        return lock_account_direct(key, account, row);
     Datum values[2] = {key.team, key.resource};
     execute(lock_account_sql, values, nullptr, false);
     if (SPI_processed == 0)
@@ -322,39 +216,6 @@ bool lock_account(AccountKey key, Account &account, ItemPointerData &row)
     bool isnull = false;
     row = *reinterpret_cast<ItemPointer>(DatumGetPointer(column(kAccountColumns + 1, &isnull)));
     return true;
-}
-
-bool fetch_account(AccountKey key, Account &account)
-{
-    bool found = false;
-    bridge::guarded([&] {
-        AccountsTable const &table = accounts_table();
-        Relation rel = table_open(table.relation, AccessShareLock);
-        Relation index = index_open(table.primary_key, AccessShareLock);
-        /* Equality on (team, resource), compared in the index's own collations. */
-        ScanKeyData keys[2];
-        ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid, index->rd_indcollation[0],
-                               F_TEXTEQ, key.team);
-        ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid, index->rd_indcollation[1],
-                               F_TEXTEQ, key.resource);
-        IndexScanDesc scan = index_beginscan(rel, index, GetActiveSnapshot(), 2, 0);
-        index_rescan(scan, keys, 2, nullptr, 0);
-        TupleTableSlot *slot = table_slot_create(rel, nullptr);
-        if (index_getnext_slot(scan, ForwardScanDirection, slot)) {
-            slot_getallattrs(slot);
-            account = decode_account([&](int i, bool *isnull) {
-                int const at = table.attnums[i] - 1;
-                *isnull = slot->tts_isnull[at];
-                return slot->tts_values[at];
-            });
-            found = true;
-        }
-        index_endscan(scan);
-        ExecDropSingleTupleTableSlot(slot);
-        index_close(index, NoLock);
-        table_close(rel, NoLock);
-    });
-    return found;
 }
 
 int64 expired_held(AccountKey key, TimestampTz at)
@@ -377,6 +238,10 @@ bool insert_account(AccountKey key, const Account &account)
 
 void update_account(const ItemPointerData &row, const Account &account)
 {
+    if (direct_writes()) {
+        update_account_direct(row, account);
+        return;
+    }
     ItemPointerData target = row;
     Datum values[1 + kAccountColumns] = {PointerGetDatum(&target)};
     char nulls[1 + kAccountColumns] = {' '};

@@ -19,6 +19,7 @@ What is checked (any failure exits 1):
   * each reservation settled at most once, as the client saw it: committed
     with the amount of its first commit, released when release said true
   * no error at all other than the crash's lost connections
+  * amcheck: every index of the two tables has an entry for every row
 """
 import argparse
 import os
@@ -270,6 +271,16 @@ def audit(ledger, crashed):
     for rid, (state, committed, settled) in holds.items():
         if (state == "open") == settled:
             failures.append("hold %d: state %s but settled=%s" % (rid, state, settled))
+
+    # The indexes hold an entry for every row version (the extension writes some rows directly).
+    cur.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+    cur.execute("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " WHERE i.indrelid IN ('quota.accounts'::regclass, 'quota.holds'::regclass)")
+    for (index,) in cur.fetchall():
+        try:
+            cur.execute("SELECT bt_index_check(%s::regclass, heapallindexed => true)", ("quota." + index,))
+        except psycopg2.Error as e:
+            failures.append("index %s: %s" % (index, str(e).strip()))
     return failures
 
 
