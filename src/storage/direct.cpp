@@ -44,8 +44,12 @@ void forget_accounts(Datum, Oid relid)
         accounts = AccountsTable{};
 }
 
-/* Call inside guarded(). */
-const AccountsTable &accounts_table()
+/*
+ * A copy, not a reference: opening or locking a relation processes
+ * invalidation messages, which may reset the cache in the middle of a call.
+ * Call inside guarded().
+ */
+AccountsTable accounts_table()
 {
     if (OidIsValid(accounts.relation))
         return accounts;
@@ -197,7 +201,7 @@ bool fetch_account(AccountKey key, Account &account)
 {
     bool found = false;
     bridge::guarded([&] {
-        AccountsTable const &table = accounts_table();
+        AccountsTable const table = accounts_table();
         Relation rel = table_open(table.relation, AccessShareLock);
         TupleTableSlot *slot = table_slot_create(rel, nullptr);
         found = find_account(table, rel, key, GetActiveSnapshot(), slot);

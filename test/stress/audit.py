@@ -20,6 +20,8 @@ What is checked (any failure exits 1):
     with the amount of its first commit, released when release said true
   * no error at all other than the crash's lost connections
   * amcheck: every index of the two tables has an entry for every row
+A background loop runs ANALYZE on both tables all along, as autovacuum
+would: plans and cached relation data are invalidated under load.
 """
 import argparse
 import os
@@ -187,6 +189,22 @@ def worker(n, deadline, ledger, crash_window):
             cur = conn.cursor()
 
 
+def analyze_loop(deadline, ledger, crash_window):
+    conn = connect()
+    while time.time() < deadline:
+        try:
+            conn.cursor().execute("ANALYZE quota.accounts; ANALYZE quota.holds")
+            ledger.calls["analyze"] += 1
+        except psycopg2.Error as e:
+            if not crash_window.is_set():
+                ledger.errors.append("analyze: %s" % str(e).strip())
+                return
+            conn = reconnect(deadline)
+            if conn is None:
+                return
+        time.sleep(0.001)
+
+
 def reconnect(deadline):
     while time.time() < deadline + 60:
         try:
@@ -307,6 +325,11 @@ def main():
     threads = [threading.Thread(target=worker, args=(n, deadline, ledger, crash_window)) for n in range(args.workers)]
     for t in threads:
         t.start()
+    # What autovacuum does, often: ANALYZE invalidates cached plans and
+    # relcache entries while the calls run.
+    analyzer = threading.Thread(target=analyze_loop, args=(deadline, ledger, crash_window))
+    analyzer.start()
+    threads.append(analyzer)
     if args.crash:
         time.sleep(args.seconds / 2)
         crash_window.set()
