@@ -1,6 +1,7 @@
 #include "bridge/entry.hpp"
 
 #include "bridge/error.hpp"
+#include "storage/store.hpp"
 
 #include <cstdarg>
 #include <cstdio>
@@ -51,41 +52,6 @@ void copy_text(char *target, size_t size, const char *source)
     std::snprintf(target, size, "%s", source);
 }
 
-/* The owner of quota.accounts, cached for the backend until pg_class changes. */
-Oid cached_owner = InvalidOid;
-bool callback_registered = false;
-
-void forget_owner(Datum, int, uint32)
-{
-    cached_owner = InvalidOid;
-}
-
-/* Find the owner of quota.accounts: the role the extension's tables belong to */
-Oid table_owner()
-{
-    if (OidIsValid(cached_owner))
-        return cached_owner;
-    if (!callback_registered) {
-        CacheRegisterSyscacheCallback(RELOID, forget_owner, (Datum) 0);
-        callback_registered = true;
-    }
-    Oid const schema = get_namespace_oid("quota", false);
-    Oid const table = get_relname_relid("accounts", schema);
-    if (!OidIsValid(table))
-        ereport(ERROR,
-                (errcode(ERRCODE_UNDEFINED_TABLE),
-                 errmsg("relation \"quota.accounts\" does not exist"),
-                 errhint("The quota extension's schema is damaged; reinstall it with DROP EXTENSION and CREATE EXTENSION.")));
-
-    HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(table));
-    if (!HeapTupleIsValid(tuple))
-        elog(ERROR, "cache lookup failed for relation %u", table);
-    Oid const owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-    ReleaseSysCache(tuple);
-    cached_owner = owner;
-    return owner;
-}
-
 } // namespace
 
 Datum call(FunctionCallInfo fcinfo, Body body, Access access)
@@ -97,14 +63,13 @@ Datum call(FunctionCallInfo fcinfo, Body body, Access access)
     bool failed = false;
     Datum result = (Datum) 0;
 
-    if (access == Access::Owner) {
-        Oid const owner = table_owner();
-        GetUserIdAndSecContext(&saved_user, &saved_context);
-        SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE);
-        switched = true;
-    }
-
     try {
+        if (access == Access::Owner) {
+            Oid const owner = storage::tables_owner();
+            GetUserIdAndSecContext(&saved_user, &saved_context);
+            SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE);
+            switched = true;
+        }
         result = body(fcinfo);
     } catch (const PgError &e) {
         pg_error = e.data();

@@ -25,12 +25,13 @@ namespace {
 /*
  * Direct access: quota.accounts, its primary key and its columns' numbers,
  * looked up once per backend and forgotten when its relcache entry is
- * invalidated (ALTER TABLE, DROP/CREATE EXTENSION).
+ * invalidated (ALTER TABLE, ALTER ... OWNER, DROP/CREATE EXTENSION).
  */
 struct AccountsTable {
     Oid relation = InvalidOid;
     Oid primary_key = InvalidOid;
     AttrNumber attnums[kAccountColumns] = {};
+    Oid owner = InvalidOid; /* the role the extension's tables belong to */
     /* Only the primary key, no triggers, no row security: as the extension made it. */
     bool as_installed = false;
 };
@@ -63,6 +64,7 @@ AccountsTable accounts_table()
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation \"quota.accounts\" does not exist")));
     Relation rel = table_open(found.relation, AccessShareLock);
     found.primary_key = RelationGetPrimaryKeyIndex(rel);
+    found.owner = rel->rd_rel->relowner;
     List *indexes = RelationGetIndexList(rel);
     found.as_installed = list_length(indexes) == 1 && rel->trigdesc == nullptr && !rel->rd_rel->relrowsecurity;
     list_free(indexes);
@@ -213,19 +215,29 @@ bool fetch_account(AccountKey key, Account &account)
     return found;
 }
 
-bool direct_writes()
+bool lock_account_direct(AccountKey key, Account &account, ItemPointerData &row, bool &found)
 {
-    return bridge::guarded_value([] { return accounts_table().as_installed; });
+    return bridge::guarded_value([&] {
+        AccountsTable const table = accounts_table();
+        if (table.as_installed)
+            found = lock_row(table, key, account, row);
+        return table.as_installed;
+    });
 }
 
-bool lock_account_direct(AccountKey key, Account &account, ItemPointerData &row)
+bool update_account_direct(const ItemPointerData &row, const Account &account)
 {
-    return bridge::guarded_value([&] { return lock_row(accounts_table(), key, account, row); });
+    return bridge::guarded_value([&] {
+        AccountsTable const table = accounts_table();
+        if (table.as_installed)
+            update_row(table, row, account);
+        return table.as_installed;
+    });
 }
 
-void update_account_direct(const ItemPointerData &row, const Account &account)
+Oid tables_owner()
 {
-    bridge::guarded([&] { update_row(accounts_table(), row, account); });
+    return bridge::guarded_value([] { return accounts_table().owner; });
 }
 
 } // namespace quota::storage

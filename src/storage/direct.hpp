@@ -8,13 +8,14 @@
 
 namespace quota::storage {
 
-/* True while quota.accounts is as the extension made it, so its rows may be written directly. */
-bool direct_writes();
+/*
+ * SELECT ... FOR UPDATE of one account, done directly; `found` is false when
+ * it does not exist.  Returns false, doing nothing, when quota.accounts is no
+ * longer as the extension made it: then the SQL statement must run instead.
+ */
+bool lock_account_direct(AccountKey key, Account &account, ItemPointerData &row, bool &found);
 
-/* SELECT ... FOR UPDATE of one account, done directly; false when it does not exist. */
-bool lock_account_direct(AccountKey key, Account &account, ItemPointerData &row);
-
-/* Write back a row locked by lock_account_direct(). */
-void update_account_direct(const ItemPointerData &row, const Account &account);
+/* Write back a row locked by lock_account_direct(); false (nothing done) as above. */
+bool update_account_direct(const ItemPointerData &row, const Account &account);
 
 } // namespace quota::storage

@@ -206,8 +206,9 @@ void finish()
 
 bool lock_account(AccountKey key, Account &account, ItemPointerData &row)
 {
-    if (direct_writes())
-        return lock_account_direct(key, account, row);
+    bool found = false;
+    if (lock_account_direct(key, account, row, found))
+        return found;
     Datum values[2] = {key.team, key.resource};
     execute(lock_account_sql, values, nullptr, false);
     if (SPI_processed == 0)
@@ -238,10 +239,8 @@ bool insert_account(AccountKey key, const Account &account)
 
 void update_account(const ItemPointerData &row, const Account &account)
 {
-    if (direct_writes()) {
-        update_account_direct(row, account);
+    if (update_account_direct(row, account))
         return;
-    }
     ItemPointerData target = row;
     Datum values[1 + kAccountColumns] = {PointerGetDatum(&target)};
     char nulls[1 + kAccountColumns] = {' '};

@@ -80,6 +80,9 @@ std::vector<AccountKey> lock_accounts_with_expired_holds(TimestampTz now);
 /* Decode a quota.accounts row value (the view's per-row state). */
 Account account_from_row(HeapTupleHeader row);
 
+/* The role that owns the extension's tables (cached per backend). */
+Oid tables_owner();
+
 /* An account key's names, for messages. */
 const char *team_name(AccountKey key);
 const char *resource_name(AccountKey key);

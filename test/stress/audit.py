@@ -214,7 +214,7 @@ def reconnect(deadline):
     return None
 
 
-def audit(ledger, crashed):
+def audit(ledger):
     failures = list(ledger.errors)
     conn = connect()
     cur = conn.cursor()
@@ -283,6 +283,9 @@ def audit(ledger, crashed):
     for rid in ledger.open:
         if holds.get(rid, (None,))[0] != "open":
             failures.append("reservation %d still held by a client, stored %r" % (rid, holds.get(rid)))
+    for rid in ledger.unsure:       # reserved and acknowledged, whatever became of the settling
+        if rid not in holds:
+            failures.append("reservation %d, being settled at the crash, is lost" % rid)
     for rid in ledger.abandoned:
         if holds.get(rid, (None,))[0] not in ("open", "expired"):
             failures.append("abandoned reservation %d stored %r" % (rid, holds.get(rid)))
@@ -340,7 +343,7 @@ def main():
         t.join()
     elapsed = time.time() - start
 
-    failures = audit(ledger, args.crash)
+    failures = audit(ledger)
     total = sum(ledger.calls.values())
     print("%d workers, %.1fs, %d calls (%s), %d grants audited"
           % (args.workers, elapsed, total, ", ".join("%s %d" % kv for kv in sorted(ledger.calls.items())),
