@@ -20,7 +20,7 @@ PG_CXXFLAGS  = -std=c++17 -Wall -Wextra $(QUOTA_WERROR)
 SHLIB_LINK  += -lstdc++
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS      = setup accounts spending holds periods bad_input security settings table_changes
+REGRESS      = setup accounts spending holds periods bad_input security settings table_changes inspection
 REGRESS_OPTS = --inputdir=.
 # isolation tester: test/specs/<name>.spec against test/expected/<name>.out
 ISOLATION    = last_credit reserve_vs_charge commit_vs_release double_settle \

@@ -55,7 +55,7 @@ stress() {
 }
 
 set -e
-quota_setup clang-tidy python3-psycopg2
+quota_setup clang-tidy python3-psycopg2 python3-django
 set +e
 
 suite "static analysis (cppcheck, clang-tidy)" test/lint.sh
@@ -63,7 +63,12 @@ suite "static analysis (cppcheck, clang-tidy)" test/lint.sh
 quota_start_cluster
 suite "regression tests (pg_regress: sql/ against expected/)" regression
 suite "isolation tests (test/specs against test/expected)" isolation
+suite "README's psql output equals expected/inspection.out" test/readme_output.sh
 suite "pg_dump and restore" test/dump_restore.sh
+suite "upgrade path: ALTER EXTENSION quota UPDATE from every version" test/upgrade.sh
+suite "example: Node.js chat backend (node --test)" examples/node-chat/test.sh
+suite "example: LLM gateway (node --test)" examples/llm-gateway/test.sh
+suite "example: Django recipes app (manage.py test)" examples/django-recipes/test.sh
 suite "stress audit: 16 connections, 20 s" stress --workers 16 --seconds 20
 suite "stress audit across a crash (immediate restart half way)" stress --workers 16 --seconds 20 --crash
 quota_stop_cluster

@@ -69,6 +69,7 @@ quota_stop_cluster() {
 # A fresh cluster, started; PGHOST/PGPORT/PGUSER point psql and pg_regress at it.
 quota_start_cluster() {
     QUOTA_CLUSTER=$(mktemp -d /tmp/quota-cluster.XXXXXX)
+    export QUOTA_CLUSTER
     chmod 755 "$QUOTA_CLUSTER"
     [ "$(id -u)" -eq 0 ] && chown postgres: "$QUOTA_CLUSTER"
     trap quota_stop_cluster EXIT
