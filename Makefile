@@ -6,8 +6,11 @@ OBJS = \
 	src/budget/rules.o \
 	src/budget/window.o \
 	src/budget/ledger.o \
+	src/budget/escrow.o \
 	src/storage/store.o \
 	src/storage/direct.o \
+	src/storage/slots.o \
+	src/storage/direct_slots.o \
 	src/entry/settings.o \
 	src/entry/functions.o
 DATA         = $(wildcard sql/quota--*.sql)

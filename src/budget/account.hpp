@@ -35,6 +35,28 @@ struct Account {
     /* A lower bound of the open holds' expiry times; none when no open hold can expire. */
     bool has_next_expiry = false;
     TimestampTz next_expiry = 0;
+    int32 slots = 0; /* sub-budgets in quota.slots; 0: the account row takes every call */
+};
+
+/*
+ * One slot of a slotted account (the escrow method): the used and held
+ * credits of the calls it took, and `share`, the credits it may still grant
+ * on its own.  For every account: used + held of the account row, plus
+ * used + held + share of every slot, is at most credit_limit.  A slot never
+ * goes below a zero share on its own; the calls that would make it do so
+ * take the whole account instead (see ledger.cpp).
+ */
+struct Slot {
+    int32 number = 0;
+    TimestampTz window_start = 0; /* the window `used` belongs to */
+    bool has_resets_at = false;
+    TimestampTz resets_at = 0;
+    int64 used = 0;
+    int64 held = 0;
+    bool unlimited = false; /* share is NULL */
+    int64 share = 0;
+    bool has_next_expiry = false;
+    TimestampTz next_expiry = 0;
 };
 
 /* What every reply reports about an account (grant rows, quota.usage). */
@@ -93,6 +115,40 @@ Usage usage_of(const Account &account);
 
 /* A reply row: for denials, retry_after counts the seconds until resets_at. */
 Grant grant_of(const Account &account, bool granted, TimestampTz now);
+
+/* The most slots an account may have. */
+inline constexpr int32 kMaxSlots = 256;
+void check_slots(int32 slots);
+
+/* True while the slot's window is the current one: it may take calls on its own. */
+bool slot_current(const Slot &slot, TimestampTz now);
+
+/* True when the slot can grant `amount` from its own share. */
+bool slot_covers(const Slot &slot, int64 amount);
+
+/*
+ * Give the slot the account's window; true when the slot changed.  After a
+ * rollover (keep_used false) a slot of an older window starts from zero
+ * used; after new terms (set_account) it keeps its used, as the account does.
+ */
+bool align_slot(Slot &slot, const Account &account, bool keep_used);
+
+/*
+ * Slot `index`'s share of what the account has left (credit_limit less
+ * every used and held credit, `totals`), dealt out as evenly as integers
+ * allow among `count` slots; 0 when nothing is left.  Sets the slot's share
+ * (none for an unlimited account); true when it changed.
+ */
+bool deal_share(Slot &slot, const Account &totals, int32 index, int32 count);
+
+/*
+ * A slotted account as readers see it: `account` (rolled over) plus its
+ * slots' used in their newest current window (`slots_window`) and their
+ * held.  When the slots are in a newer window than the account row shows
+ * (a transaction that started before a rollover), the row's used is of an
+ * older window and does not count.
+ */
+void add_slots(Account &account, bool has_slots_window, TimestampTz slots_window, int64 slots_used, int64 slots_held);
 
 /* now() + hold_for, in UTC like the windows. */
 TimestampTz add_interval(TimestampTz at, const Period &period);

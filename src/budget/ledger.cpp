@@ -1,7 +1,10 @@
 #include "budget/ledger.hpp"
 
 #include "bridge/error.hpp"
+#include "budget/escrow.hpp"
 #include "entry/settings.hpp"
+
+#include <vector>
 
 namespace quota::ledger {
 
@@ -9,13 +12,22 @@ namespace {
 
 using storage::Hold;
 using storage::HoldState;
+using storage::SlotRow;
 
-/* An account row locked by this transaction, brought up to date. */
+/*
+ * An account row locked by this transaction, brought up to date; for a
+ * slotted account, every one of its slots too, locked in slot order.
+ */
 struct Locked {
     Account account;
     ItemPointerData row{};
     bool dirty = false;   /* differs from the stored row */
     int64 expired = 0;    /* holds this call released as expired */
+    std::vector<SlotRow> slots;
+    std::vector<char> slot_dirty;
+    std::vector<char> slot_new; /* not stored yet (set_slots) */
+
+    bool slotted() const { return !slots.empty(); }
 };
 
 TimestampTz transaction_now()
@@ -50,8 +62,22 @@ bool default_account(TimestampTz now, Account &account)
     return true;
 }
 
-/* Lock the account and apply what time has done to it: rollover, then hold expiry. */
-bool try_lock(AccountKey key, TimestampTz now, Locked &locked)
+/* Expired holds: their credits go back (to the share, for a slot). */
+template <typename Owner>
+void apply_expired(Owner &owner, const storage::ExpiredHolds &expired)
+{
+    owner.held -= expired.amount;
+    owner.has_next_expiry = expired.has_next_expiry;
+    owner.next_expiry = expired.next_expiry;
+}
+
+/*
+ * Lock the account and apply what time has done to it: rollover, then hold
+ * expiry.  A slotted account's slots are locked too (after the account row,
+ * in slot order) unless `with_slots` is false (the sweeper, which must not
+ * wait for them).
+ */
+bool try_lock(AccountKey key, TimestampTz now, Locked &locked, bool with_slots = true)
 {
     if (!storage::lock_account(key, locked.account, locked.row))
         return false;
@@ -59,11 +85,25 @@ bool try_lock(AccountKey key, TimestampTz now, Locked &locked)
     locked.dirty = roll_over(account, now);
     if (account.has_next_expiry && account.next_expiry <= now) {
         storage::ExpiredHolds const expired = storage::expire_holds(key, now);
-        account.held -= expired.amount;
-        account.has_next_expiry = expired.has_next_expiry;
-        account.next_expiry = expired.next_expiry;
-        locked.expired = expired.count;
+        apply_expired(account, expired);
+        locked.expired += expired.count;
         locked.dirty = true;
+    }
+    if (account.slots > 0 && with_slots) {
+        locked.slots = storage::lock_all_slots(key);
+        locked.slot_dirty.assign(locked.slots.size(), 0);
+        locked.slot_new.assign(locked.slots.size(), 0);
+        for (size_t i = 0; i < locked.slots.size(); i++) {
+            Slot &slot = locked.slots[i].slot;
+            if (align_slot(slot, account, false))
+                locked.slot_dirty[i] = 1;
+            if (slot.has_next_expiry && slot.next_expiry <= now) {
+                storage::ExpiredHolds const expired = storage::expire_slot_holds(key, slot.number, now);
+                apply_expired(slot, expired);
+                locked.expired += expired.count;
+                locked.slot_dirty[i] = 1;
+            }
+        }
     }
     return true;
 }
@@ -83,7 +123,7 @@ Locked lock_for_spending(AccountKey key, TimestampTz now)
     return locked;
 }
 
-/* The hold and its account, locked in the extension's lock order: account first. */
+/* The hold and its account, locked in the extension's lock order: account (and slots) first. */
 Locked lock_hold(int64 reservation, TimestampTz now, Hold &hold)
 {
     if (!storage::read_hold(reservation, hold))
@@ -97,13 +137,92 @@ Locked lock_hold(int64 reservation, TimestampTz now, Hold &hold)
     return locked;
 }
 
-Grant reply(const Locked &locked, bool granted, TimestampTz now)
+/* The whole account: its row's own used and held plus every slot's. */
+Account totals(const Locked &locked)
 {
-    Grant grant = grant_of(locked.account, granted, now);
+    Account sum = locked.account;
+    for (SlotRow const &row : locked.slots) {
+        sum.used = checked_add(sum.used, row.slot.used);
+        sum.held = checked_add(sum.held, row.slot.held);
+    }
+    return sum;
+}
+
+/* Where a slow-path call on a slotted account records its credits. */
+size_t slot_index(const Locked &locked, int32 number)
+{
+    for (size_t i = 0; i < locked.slots.size(); i++)
+        if (locked.slots[i].slot.number == number)
+            return i;
+    return locked.slots.size();
+}
+
+/* Deal out what the account has left as the slots' shares, then write what changed. */
+void write_back(Locked &locked)
+{
+    if (locked.slotted()) {
+        Account const sum = totals(locked);
+        auto const count = static_cast<int32>(locked.slots.size());
+        for (int32 i = 0; i < count; i++) {
+            if (deal_share(locked.slots[i].slot, sum, i, count))
+                locked.slot_dirty[i] = 1;
+        }
+        /* Every slot belongs to the account's current window. */
+        for (int32 i = 0; i < count; i++) {
+            if (locked.slot_new[i])
+                continue;
+            if (locked.slot_dirty[i])
+                storage::update_slot(locked.slots[i]);
+        }
+    }
+}
+
+Grant reply(Locked &locked, bool granted, TimestampTz now)
+{
+    write_back(locked);
+    Grant grant = grant_of(locked.slotted() ? totals(locked) : locked.account, granted, now);
     if (locked.dirty)
         storage::update_account(locked.row, locked.account);
     storage::finish();
     return grant;
+}
+
+/* The account row itself, or the slot, that records credits for a call. */
+struct Target {
+    int64 *used;
+    int64 *held;
+    bool *has_next_expiry;
+    TimestampTz *next_expiry;
+    const int32 *slot; /* for the hold row; nullptr: the account row */
+};
+
+Target target_of(Locked &locked, size_t index)
+{
+    if (index >= locked.slots.size()) {
+        locked.dirty = true;
+        Account &a = locked.account;
+        return Target{&a.used, &a.held, &a.has_next_expiry, &a.next_expiry, nullptr};
+    }
+    locked.slot_dirty[index] = 1;
+    Slot &s = locked.slots[index].slot;
+    return Target{&s.used, &s.held, &s.has_next_expiry, &s.next_expiry, &s.number};
+}
+
+/* The hold's owner: its slot, or the account row (also when the slot is gone). */
+Target hold_target(Locked &locked, const Hold &hold)
+{
+    return target_of(locked, hold.has_slot ? slot_index(locked, hold.slot) : locked.slots.size());
+}
+
+/* A new spend on a slotted account goes to the backend's home slot; keyed reserves to the key's. */
+Target spend_target(Locked &locked, const Datum *idempotency_key)
+{
+    if (!locked.slotted())
+        return target_of(locked, 0);
+    auto const count = static_cast<int32>(locked.slots.size());
+    int32 const number =
+        idempotency_key != nullptr ? escrow::key_slot(*idempotency_key, count) : escrow::home_slot(count);
+    return target_of(locked, slot_index(locked, number));
 }
 
 } // namespace
@@ -118,8 +237,13 @@ void set_account(AccountKey key, int64 credit_limit, const Period *period, Times
         if (try_lock(key, now, locked)) {
             /* The old terms have had their say (rollover, expiry); now the new ones apply. */
             change_terms(locked.account, credit_limit, unlimited, period != nullptr, terms, anchor, now);
-            storage::update_account(locked.row, locked.account);
-            break;
+            locked.dirty = true;
+            for (size_t i = 0; i < locked.slots.size(); i++) {
+                if (align_slot(locked.slots[i].slot, locked.account, true))
+                    locked.slot_dirty[i] = 1;
+            }
+            reply(locked, true, now);
+            return;
         }
         if (storage::insert_account(key, new_account(credit_limit, unlimited, period != nullptr, terms, anchor, now)))
             break;
@@ -128,35 +252,84 @@ void set_account(AccountKey key, int64 credit_limit, const Period *period, Times
     storage::finish();
 }
 
+void set_slots(AccountKey key, int32 count)
+{
+    TimestampTz const now = transaction_now();
+    storage::connect();
+    Locked locked;
+    if (!try_lock(key, now, locked))
+        unknown_account(key);
+    Account &account = locked.account;
+    auto const old = static_cast<int32>(locked.slots.size());
+    if (count < old) {
+        /* The dropped slots' used and held move to the account row, and so do their holds. */
+        for (int32 i = count; i < old; i++) {
+            Slot const &slot = locked.slots[i].slot;
+            account.used = checked_add(account.used, slot.used);
+            account.held = checked_add(account.held, slot.held);
+            if (slot.has_next_expiry && (!account.has_next_expiry || slot.next_expiry < account.next_expiry)) {
+                account.has_next_expiry = true;
+                account.next_expiry = slot.next_expiry;
+            }
+        }
+        storage::drop_slots_from(key, count);
+        locked.slots.resize(count);
+        locked.slot_dirty.resize(count);
+        locked.slot_new.resize(count);
+    }
+    for (int32 i = old; i < count; i++) {
+        SlotRow row;
+        row.slot.number = i;
+        align_slot(row.slot, account, true);
+        locked.slots.push_back(row);
+        locked.slot_dirty.push_back(1);
+        locked.slot_new.push_back(1);
+    }
+    account.slots = count;
+    locked.dirty = true;
+    write_back(locked); /* deals the shares, updates the slots that were there */
+    for (int32 i = old; i < count; i++)
+        storage::insert_slot(key, locked.slots[i].slot);
+    storage::update_account(locked.row, account);
+    storage::finish();
+}
+
 Grant reserve(AccountKey key, int64 amount, const Period *hold_for, const Datum *idempotency_key)
 {
     TimestampTz const now = transaction_now();
     storage::connect();
+    Account seen;
+    Grant fast;
+    if (storage::fetch_account(key, seen) && seen.slots > 0 &&
+        escrow::reserve(key, seen, amount, hold_for, idempotency_key, now, fast)) {
+        storage::finish();
+        return fast;
+    }
     Locked locked = lock_for_spending(key, now);
-    Account &account = locked.account;
 
     Hold earlier;
     if (idempotency_key != nullptr && storage::find_hold(key, *idempotency_key, earlier)) {
+        int64 const id = earlier.id;
         Grant grant = reply(locked, true, now);
         grant.has_reservation = true;
-        grant.reservation = earlier.id;
+        grant.reservation = id;
         return grant;
     }
-    if (!fits(account, amount))
+    if (!fits(locked.slotted() ? totals(locked) : locked.account, amount))
         return reply(locked, false, now);
 
-    account.held = checked_add(account.held, amount);
+    Target const target = spend_target(locked, idempotency_key);
+    *target.held = checked_add(*target.held, amount);
     TimestampTz expires_at = 0;
     if (hold_for != nullptr) {
         expires_at = add_interval(now, *hold_for);
-        if (!account.has_next_expiry || expires_at < account.next_expiry) {
-            account.has_next_expiry = true;
-            account.next_expiry = expires_at;
+        if (!*target.has_next_expiry || expires_at < *target.next_expiry) {
+            *target.has_next_expiry = true;
+            *target.next_expiry = expires_at;
         }
     }
-    int64 const id =
-        storage::insert_hold(key, amount, now, hold_for != nullptr ? &expires_at : nullptr, idempotency_key);
-    locked.dirty = true;
+    int64 const id = storage::insert_hold(key, amount, now, hold_for != nullptr ? &expires_at : nullptr,
+                                          idempotency_key, target.slot);
     Grant grant = reply(locked, true, now);
     grant.has_reservation = true;
     grant.reservation = id;
@@ -168,6 +341,11 @@ Grant commit(int64 reservation, const int64 *amount)
     TimestampTz const now = transaction_now();
     storage::connect();
     Hold hold;
+    Grant fast;
+    if (storage::read_hold(reservation, hold) && escrow::commit(hold, amount, now, fast)) {
+        storage::finish();
+        return fast;
+    }
     Locked locked = lock_hold(reservation, now, hold);
 
     switch (hold.state) {
@@ -180,14 +358,13 @@ Grant commit(int64 reservation, const int64 *amount)
         break; /* settled once already: report, change nothing */
     case HoldState::Open:
     case HoldState::Expired: {
-        Account &account = locked.account;
+        Target const target = hold_target(locked, hold);
         if (hold.state == HoldState::Open)
-            account.held -= hold.amount;
+            *target.held -= hold.amount;
         /* Actual consumption is recorded even past the limit, and even after the hold expired. */
         int64 const settled = amount != nullptr ? *amount : hold.amount;
-        account.used = checked_add(account.used, settled);
+        *target.used = checked_add(*target.used, settled);
         storage::settle_hold(reservation, HoldState::Committed, now, &settled);
-        locked.dirty = true;
         break;
     }
     }
@@ -199,9 +376,13 @@ bool release(int64 reservation)
     TimestampTz const now = transaction_now();
     storage::connect();
     Hold hold;
+    bool released = false;
+    if (storage::read_hold(reservation, hold) && escrow::release(hold, now, released)) {
+        storage::finish();
+        return released;
+    }
     Locked locked = lock_hold(reservation, now, hold);
 
-    bool released = false;
     switch (hold.state) {
     case HoldState::Committed:
         throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -210,12 +391,13 @@ bool release(int64 reservation)
     case HoldState::Released:
     case HoldState::Expired:
         break; /* its credits are back already */
-    case HoldState::Open:
-        locked.account.held -= hold.amount;
+    case HoldState::Open: {
+        Target const target = hold_target(locked, hold);
+        *target.held -= hold.amount;
         storage::settle_hold(reservation, HoldState::Released, now, nullptr);
-        locked.dirty = true;
         released = true;
         break;
+    }
     }
     reply(locked, true, now);
     return released;
@@ -225,11 +407,17 @@ Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
 {
     TimestampTz const now = transaction_now();
     storage::connect();
+    Account seen;
+    Grant fast;
+    if (storage::fetch_account(key, seen) && seen.slots > 0 && escrow::charge(key, seen, amount, now, fast)) {
+        storage::finish();
+        return fast;
+    }
     Locked locked = lock_for_spending(key, now);
-    if (!allow_overdraft && !fits(locked.account, amount))
+    if (!allow_overdraft && !fits(locked.slotted() ? totals(locked) : locked.account, amount))
         return reply(locked, false, now);
-    locked.account.used = checked_add(locked.account.used, amount);
-    locked.dirty = true;
+    Target const target = spend_target(locked, nullptr);
+    *target.used = checked_add(*target.used, amount);
     return reply(locked, true, now);
 }
 
@@ -239,6 +427,12 @@ bool is_limited(AccountKey key)
     Account account;
     if (!storage::fetch_account(key, account) && !default_account(now, account))
         unknown_account(key);
+    if (account.slots > 0) {
+        storage::connect();
+        Grant const grant = escrow::reply(key, account, true, now);
+        storage::finish();
+        return grant.usage.limited;
+    }
     int64 expired = 0;
     if (account.has_next_expiry && account.next_expiry <= now) {
         storage::connect();
@@ -253,13 +447,26 @@ int64 expire_holds()
     TimestampTz const now = transaction_now();
     storage::connect();
     int64 released = 0;
+    /* The account rows' own holds; the rows are locked already (SKIP LOCKED), the slots are not waited for. */
     for (AccountKey const &key : storage::lock_accounts_with_expired_holds(now)) {
         Locked locked;
-        if (!try_lock(key, now, locked))
+        if (!try_lock(key, now, locked, false))
             continue;
         released += locked.expired;
         if (locked.dirty)
             storage::update_account(locked.row, locked.account);
+    }
+    /* The slots' holds: each slot locked (SKIP LOCKED) on its own; their credits go back to its share. */
+    for (storage::SlotKey const &found : storage::lock_slots_with_expired_holds(now)) {
+        SlotRow row;
+        if (!storage::lock_slot(found.key, found.slot, row))
+            continue;
+        storage::ExpiredHolds const expired = storage::expire_slot_holds(found.key, found.slot, now);
+        apply_expired(row.slot, expired);
+        if (!row.slot.unlimited)
+            row.slot.share = checked_add(row.slot.share, expired.amount);
+        storage::update_slot(row);
+        released += expired.count;
     }
     storage::finish();
     return released;

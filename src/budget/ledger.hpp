@@ -5,6 +5,11 @@
  * it touches (SELECT ... FOR UPDATE), applies the lazy rollover and hold
  * expiry, decides with the rules of account.hpp, and writes back.  A
  * denial is a result, not an error.
+ *
+ * A slotted account is first tried on the fast path (escrow.hpp: one slot
+ * locked); when that cannot serve, the call locks the account row and then
+ * every slot in slot order, decides on the whole account, and deals out
+ * what is left as the slots' shares again.
  */
 #pragma once
 
@@ -16,6 +21,9 @@ namespace quota::ledger {
 using storage::AccountKey;
 
 void set_account(AccountKey key, int64 credit_limit, const Period *period, TimestampTz anchor, bool unlimited);
+
+/* Split the account into `count` slots (0: none), dealing out what it has left among them. */
+void set_slots(AccountKey key, int32 count);
 
 Grant reserve(AccountKey key, int64 amount, const Period *hold_for, const Datum *idempotency_key);
 Grant commit(int64 reservation, const int64 *amount);

@@ -154,4 +154,66 @@ Grant grant_of(const Account &account, bool granted, TimestampTz now)
     return grant;
 }
 
+void check_slots(int32 slots)
+{
+    if (slots < 0 || slots > kMaxSlots)
+        throw Error(ERRCODE_INVALID_PARAMETER_VALUE, format("invalid slots %d", slots),
+                    format("An account has from 0 (no slots) to %d slots.", kMaxSlots));
+}
+
+bool slot_current(const Slot &slot, TimestampTz now)
+{
+    return !slot.has_resets_at || now < slot.resets_at;
+}
+
+bool slot_covers(const Slot &slot, int64 amount)
+{
+    return slot.unlimited || slot.share >= amount;
+}
+
+bool align_slot(Slot &slot, const Account &account, bool keep_used)
+{
+    bool changed = false;
+    if (!keep_used && slot.window_start < account.window_start && slot.used != 0) {
+        slot.used = 0; /* it belongs to a window that has ended */
+        changed = true;
+    }
+    if (slot.window_start != account.window_start || slot.has_resets_at != account.has_period ||
+        (account.has_period && slot.resets_at != account.resets_at)) {
+        slot.window_start = account.window_start;
+        slot.has_resets_at = account.has_period;
+        slot.resets_at = account.has_period ? account.resets_at : 0;
+        changed = true;
+    }
+    return changed;
+}
+
+void add_slots(Account &account, bool has_slots_window, TimestampTz slots_window, int64 slots_used, int64 slots_held)
+{
+    if (has_slots_window && slots_window > account.window_start && account.has_period) {
+        account.used = 0;
+        Window const window = window_at(account.anchor, account.period, slots_window);
+        account.window_start = window.start;
+        account.resets_at = window.end;
+    }
+    if (has_slots_window && slots_window == account.window_start)
+        account.used = checked_add(account.used, slots_used);
+    account.held = checked_add(account.held, slots_held);
+}
+
+bool deal_share(Slot &slot, const Account &totals, int32 index, int32 count)
+{
+    int64 left = 0;
+    if (!totals.unlimited) {
+        int64 taken = 0;
+        if (!__builtin_add_overflow(totals.used, totals.held, &taken) && taken < totals.credit_limit)
+            left = totals.credit_limit - taken;
+    }
+    int64 const share = totals.unlimited ? 0 : left / count + (index < left % count ? 1 : 0);
+    bool const changed = slot.unlimited != totals.unlimited || slot.share != share;
+    slot.unlimited = totals.unlimited;
+    slot.share = share;
+    return changed;
+}
+
 } // namespace quota

@@ -1,5 +1,5 @@
 /*
- * functions.cpp — the SQL-callable entry points (sql/quota--1.0.sql).
+ * functions.cpp — the SQL-callable entry points (sql/quota--1.0.sql, sql/quota--1.0--1.1.sql).
  *
  * Each one is a thin extern "C" function that hands its body to
  * bridge::call(); a body reads its arguments (NULL → 22004), calls the
@@ -18,6 +18,7 @@ PG_MODULE_MAGIC;
 void _PG_init(void); // NOLINT(bugprone-reserved-identifier): the name PostgreSQL calls
 
 PG_FUNCTION_INFO_V1(quota_set_account);
+PG_FUNCTION_INFO_V1(quota_set_slots);
 PG_FUNCTION_INFO_V1(quota_reserve_credit);
 PG_FUNCTION_INFO_V1(quota_commit_credit);
 PG_FUNCTION_INFO_V1(quota_release_credit);
@@ -105,6 +106,17 @@ Datum set_account(FunctionCallInfo fcinfo)
     PG_RETURN_VOID();
 }
 
+/* set_slots(team, slots, resource) */
+Datum set_slots(FunctionCallInfo fcinfo)
+{
+    AccountKey const key = key_args(fcinfo, 0, 2);
+    require(fcinfo, 1, "slots");
+    int32 const slots = PG_GETARG_INT32(1);
+    check_slots(slots);
+    ledger::set_slots(key, slots);
+    PG_RETURN_VOID();
+}
+
 /* reserve_credit(team, amount, resource, hold_for, idempotency_key) */
 Datum reserve_credit(FunctionCallInfo fcinfo)
 {
@@ -166,12 +178,22 @@ Datum expire_holds(FunctionCallInfo fcinfo)
     PG_RETURN_INT64(ledger::expire_holds());
 }
 
-/* _account_state(account quota.accounts, expired_held bigint): one row of the view quota.usage */
+/*
+ * _account_state(account quota.accounts, expired_held bigint, slots_window timestamptz,
+ *                slots_used bigint, slots_held bigint): one row of the view quota.usage.
+ * Version 1.0 of the view passes the first two only.
+ */
 Datum account_state(FunctionCallInfo fcinfo)
 {
     require(fcinfo, 0, "account");
-    Account const account = storage::account_from_row(PG_GETARG_HEAPTUPLEHEADER(0));
+    bool const with_slots = PG_NARGS() >= 5;
+    Account account = storage::account_from_row(PG_GETARG_HEAPTUPLEHEADER(0), with_slots);
     int64 const expired_held = PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1);
+    if (with_slots) {
+        roll_over(account, GetCurrentTransactionStartTimestamp());
+        add_slots(account, !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_TIMESTAMPTZ(2),
+                  PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3), PG_ARGISNULL(4) ? 0 : PG_GETARG_INT64(4));
+    }
     Usage const usage = ledger::current_usage(account, expired_held, GetCurrentTransactionStartTimestamp());
 
     TupleDesc desc;
@@ -222,6 +244,7 @@ using quota::bridge::Access;
 using quota::bridge::call;
 
 Datum quota_set_account(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::set_account, Access::Owner); }
+Datum quota_set_slots(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::set_slots, Access::Owner); }
 Datum quota_reserve_credit(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::reserve_credit, Access::Owner); }
 Datum quota_commit_credit(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::commit_credit, Access::Owner); }
 Datum quota_release_credit(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::release_credit, Access::Owner); }

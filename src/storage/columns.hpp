@@ -11,10 +11,17 @@
 
 namespace quota::storage {
 
-/* The account columns, in the order of ACCOUNT_COLUMNS, as the rows of quota.accounts name them. */
-inline constexpr int kAccountColumns = 9;
+/*
+ * The account columns, in the order of ACCOUNT_COLUMNS, as the rows of
+ * quota.accounts name them.  The last, slots, came with version 1.1: a
+ * database still at 1.0 (the library is updated before ALTER EXTENSION
+ * UPDATE runs) has no such column, and every account there has no slots.
+ */
+inline constexpr int kAccountColumns = 10;
+inline constexpr int kAccountColumns_1_0 = 9;
 inline const char *const kAccountColumnNames[kAccountColumns] = {
-    "credit_limit", "unlimited", "period", "anchor", "window_start", "resets_at", "used", "held", "next_expiry"};
+    "credit_limit", "unlimited", "period", "anchor", "window_start", "resets_at", "used", "held", "next_expiry",
+    "slots"};
 
 /* Build an Account from its columns; get(i, &isnull) returns column i of kAccountColumnNames. */
 template <typename Get>
@@ -39,6 +46,8 @@ Account decode_account(Get get)
     Datum const next_expiry = get(8, &isnull);
     account.has_next_expiry = !isnull;
     account.next_expiry = isnull ? 0 : DatumGetTimestampTz(next_expiry);
+    Datum const slots = get(9, &isnull);
+    account.slots = isnull ? 0 : DatumGetInt32(slots);
     return account;
 }
 
@@ -68,6 +77,7 @@ inline void encode_account(const Account &account, Datum *values, char *nulls)
     values[8] = TimestampTzGetDatum(account.next_expiry);
     if (!account.has_next_expiry)
         nulls[8] = 'n';
+    values[9] = Int32GetDatum(account.slots);
 }
 
 } // namespace quota::storage

@@ -32,6 +32,7 @@ struct AccountsTable {
     Oid primary_key = InvalidOid;
     AttrNumber attnums[kAccountColumns] = {};
     Oid owner = InvalidOid; /* the role the extension's tables belong to */
+    int columns = 0;        /* kAccountColumns, or kAccountColumns_1_0 in a database still at 1.0 */
     /* Only the primary key, no triggers, no row security: as the extension made it. */
     bool as_installed = false;
 };
@@ -75,9 +76,10 @@ AccountsTable accounts_table()
             if (!attribute->attisdropped && std::strcmp(NameStr(attribute->attname), kAccountColumnNames[i]) == 0)
                 found.attnums[i] = attribute->attnum;
         }
-        if (found.attnums[i] == 0)
+        if (found.attnums[i] == 0 && i < kAccountColumns_1_0)
             elog(ERROR, "column \"%s\" of quota.accounts is missing", kAccountColumnNames[i]);
     }
+    found.columns = found.attnums[kAccountColumns - 1] != 0 ? kAccountColumns : kAccountColumns_1_0;
     table_close(rel, NoLock);
     if (!OidIsValid(found.primary_key))
         elog(ERROR, "quota.accounts has no primary key");
@@ -107,6 +109,10 @@ Account account_in(const AccountsTable &table, TupleTableSlot *slot)
 {
     slot_getallattrs(slot);
     return decode_account([&](int i, bool *isnull) {
+        if (i >= table.columns) {
+            *isnull = true;
+            return (Datum) 0;
+        }
         int const at = table.attnums[i] - 1;
         *isnull = slot->tts_isnull[at];
         return slot->tts_values[at];
@@ -170,11 +176,11 @@ void update_row(const AccountsTable &table, const ItemPointerData &row, const Ac
     bool isnull[kAccountColumns];
     int columns[kAccountColumns];
     encode_account(account, values, nulls);
-    for (int i = 0; i < kAccountColumns; i++) {
+    for (int i = 0; i < table.columns; i++) {
         isnull[i] = nulls[i] == 'n';
         columns[i] = table.attnums[i];
     }
-    HeapTuple updated = heap_modify_tuple_by_cols(old, RelationGetDescr(rel), kAccountColumns, columns, values, isnull);
+    HeapTuple updated = heap_modify_tuple_by_cols(old, RelationGetDescr(rel), table.columns, columns, values, isnull);
     simple_heap_update(rel, &tid, updated);
 
     if (!HeapTupleIsHeapOnly(updated)) {
@@ -198,6 +204,19 @@ void update_row(const AccountsTable &table, const ItemPointerData &row, const Ac
 }
 
 } // namespace
+
+bool fetch_account_in(AccountKey key, Snapshot snapshot, Account &account)
+{
+    AccountsTable const table = accounts_table();
+    Relation rel = table_open(table.relation, AccessShareLock);
+    TupleTableSlot *slot = table_slot_create(rel, nullptr);
+    bool const found = find_account(table, rel, key, snapshot, slot);
+    if (found)
+        account = account_in(table, slot);
+    ExecDropSingleTupleTableSlot(slot);
+    table_close(rel, NoLock);
+    return found;
+}
 
 bool fetch_account(AccountKey key, Account &account)
 {
@@ -233,6 +252,11 @@ bool update_account_direct(const ItemPointerData &row, const Account &account)
             update_row(table, row, account);
         return table.as_installed;
     });
+}
+
+bool schema_has_slots()
+{
+    return bridge::guarded_value([] { return accounts_table().columns == kAccountColumns; });
 }
 
 Oid tables_owner()

@@ -15,6 +15,9 @@ namespace quota::storage {
  */
 bool lock_account_direct(AccountKey key, Account &account, ItemPointerData &row, bool &found);
 
+/* The account under `snapshot`, by primary key; call inside guarded(). */
+bool fetch_account_in(AccountKey key, Snapshot snapshot, Account &account);
+
 /* Write back a row locked by lock_account_direct(); false (nothing done) as above. */
 bool update_account_direct(const ItemPointerData &row, const Account &account);
 

@@ -5,6 +5,7 @@
 
 #include "storage/columns.hpp"
 #include "storage/direct.hpp"
+#include "storage/sql.hpp"
 
 #include "bridge/error.hpp"
 #include "bridge/guard.hpp"
@@ -13,14 +14,11 @@
 #include <cstring>
 #include <iterator>
 
-/* Operators are schema-qualified too, so no search_path can plant its own. */
-#define EQ " OPERATOR(pg_catalog.=) "
-#define LE " OPERATOR(pg_catalog.<=) "
-#define GT " OPERATOR(pg_catalog.>) "
-
-#define ACCOUNT_COLUMNS \
+#define ACCOUNT_COLUMNS_1_0 \
     "a.credit_limit, a.unlimited, a.period, a.anchor, a.window_start, a.resets_at, a.used, a.held, a.next_expiry"
-#define HOLD_COLUMNS "h.id, h.team, h.resource, h.state, h.amount"
+#define ACCOUNT_COLUMNS ACCOUNT_COLUMNS_1_0 ", a.slots"
+#define HOLD_COLUMNS "h.id, h.team, h.resource, h.state, h.amount, h.expires_at, h.slot"
+#define HOLD_COLUMNS_1_0 "h.id, h.team, h.resource, h.state, h.amount, h.expires_at, CAST(NULL AS pg_catalog.int4)"
 #define OPEN_HOLDS_OF(team, resource) \
     "h.team" EQ team " AND h.resource" EQ resource " AND h.state" EQ "'open'"
 
@@ -28,118 +26,80 @@ namespace quota::storage {
 
 namespace {
 
-constexpr int kMaxArgs = 11;
+#define ACCOUNT_TYPES INT8OID, BOOLOID, INTERVALOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID, TIMESTAMPTZOID, INT4OID
 
-/* One prepared statement: its text, its parameter types, and the plan kept for the backend's life. */
-struct Statement {
-    const char *sql;
-    int nargs;
-    Oid types[kMaxArgs];
-    SPIPlanPtr plan;
-};
-
-#define ACCOUNT_TYPES INT8OID, BOOLOID, INTERVALOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID, TIMESTAMPTZOID
-
+/*
+ * Where a statement touches a column that came with 1.1, its second text is
+ * the same statement for a database still at 1.0 (see sql.hpp).
+ */
 Statement lock_account_sql = {
-    "SELECT " ACCOUNT_COLUMNS ", a.ctid FROM quota.accounts a"
+    "SELECT a.ctid, " ACCOUNT_COLUMNS " FROM quota.accounts a"
     " WHERE a.team" EQ "$1 AND a.resource" EQ "$2 FOR UPDATE",
-    2, {TEXTOID, TEXTOID}, nullptr};
+    "SELECT a.ctid, " ACCOUNT_COLUMNS_1_0 " FROM quota.accounts a"
+    " WHERE a.team" EQ "$1 AND a.resource" EQ "$2 FOR UPDATE",
+    2, {TEXTOID, TEXTOID}};
 
 /* The credits of an account's open holds past their expiry (readers count them as released). */
 Statement expired_held_sql = {
     "SELECT CAST(pg_catalog.sum(h.amount) AS pg_catalog.int8) FROM quota.holds h"
     " WHERE " OPEN_HOLDS_OF("$1", "$2") " AND h.expires_at" LE "$3",
-    3, {TEXTOID, TEXTOID, TIMESTAMPTZOID}, nullptr};
+    nullptr, 3, {TEXTOID, TEXTOID, TIMESTAMPTZOID}};
 
 Statement insert_account_sql = {
     "INSERT INTO quota.accounts (team, resource, credit_limit, unlimited, period, anchor, window_start,"
+    " resets_at, used, held, next_expiry, slots) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    " ON CONFLICT (team, resource) DO NOTHING",
+    "INSERT INTO quota.accounts (team, resource, credit_limit, unlimited, period, anchor, window_start,"
     " resets_at, used, held, next_expiry) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     " ON CONFLICT (team, resource) DO NOTHING",
-    11, {TEXTOID, TEXTOID, ACCOUNT_TYPES}, nullptr};
+    12, {TEXTOID, TEXTOID, ACCOUNT_TYPES}};
 
 Statement update_account_sql = {
     "UPDATE quota.accounts SET credit_limit = $2, unlimited = $3, period = $4, anchor = $5, window_start = $6,"
+    " resets_at = $7, used = $8, held = $9, next_expiry = $10, slots = $11 WHERE ctid" EQ "$1",
+    "UPDATE quota.accounts SET credit_limit = $2, unlimited = $3, period = $4, anchor = $5, window_start = $6,"
     " resets_at = $7, used = $8, held = $9, next_expiry = $10 WHERE ctid" EQ "$1",
-    10, {TIDOID, ACCOUNT_TYPES}, nullptr};
+    11, {TIDOID, ACCOUNT_TYPES}};
 
-Statement expire_holds_sql = {
-    "WITH gone AS ("
-    " UPDATE quota.holds h SET state = 'expired', settled_at = $3"
-    "  WHERE " OPEN_HOLDS_OF("$1", "$2") " AND h.expires_at" LE "$3"
-    "  RETURNING h.amount)"
-    " SELECT CAST(COALESCE(pg_catalog.sum(g.amount), 0) AS pg_catalog.int8), pg_catalog.count(*),"
-    "  (SELECT pg_catalog.min(h.expires_at) FROM quota.holds h"
-    "    WHERE " OPEN_HOLDS_OF("$1", "$2") " AND h.expires_at" GT "$3)"
-    " FROM gone g",
-    3, {TEXTOID, TEXTOID, TIMESTAMPTZOID}, nullptr};
+/* The holds of the account row itself (slot NULL); a slotted account's slots expire theirs in slots.cpp. */
+#define EXPIRE_HOLDS_SQL(own)                                                                           \
+    "WITH gone AS ("                                                                                    \
+    " UPDATE quota.holds h SET state = 'expired', settled_at = $3"                                      \
+    "  WHERE " OPEN_HOLDS_OF("$1", "$2") own " AND h.expires_at" LE "$3"                               \
+    "  RETURNING h.amount)"                                                                             \
+    " SELECT CAST(COALESCE(pg_catalog.sum(g.amount), 0) AS pg_catalog.int8), pg_catalog.count(*),"     \
+    "  (SELECT pg_catalog.min(h.expires_at) FROM quota.holds h"                                         \
+    "    WHERE " OPEN_HOLDS_OF("$1", "$2") own " AND h.expires_at" GT "$3)"                             \
+    " FROM gone g"
+Statement expire_holds_sql = {EXPIRE_HOLDS_SQL(" AND h.slot IS NULL"), EXPIRE_HOLDS_SQL(""), 3,
+                              {TEXTOID, TEXTOID, TIMESTAMPTZOID}};
 
 Statement read_hold_sql = {
     "SELECT " HOLD_COLUMNS " FROM quota.holds h WHERE h.id" EQ "$1",
-    1, {INT8OID}, nullptr};
+    "SELECT " HOLD_COLUMNS_1_0 " FROM quota.holds h WHERE h.id" EQ "$1",
+    1, {INT8OID}};
 
 Statement find_hold_sql = {
     "SELECT " HOLD_COLUMNS " FROM quota.holds h"
     " WHERE h.team" EQ "$1 AND h.resource" EQ "$2 AND h.idempotency_key" EQ "$3",
-    3, {TEXTOID, TEXTOID, TEXTOID}, nullptr};
+    "SELECT " HOLD_COLUMNS_1_0 " FROM quota.holds h"
+    " WHERE h.team" EQ "$1 AND h.resource" EQ "$2 AND h.idempotency_key" EQ "$3",
+    3, {TEXTOID, TEXTOID, TEXTOID}};
 
 Statement insert_hold_sql = {
+    "INSERT INTO quota.holds (team, resource, amount, state, idempotency_key, created_at, expires_at, slot)"
+    " VALUES ($1, $2, $3, 'open', $4, $5, $6, $7) RETURNING id",
     "INSERT INTO quota.holds (team, resource, amount, state, idempotency_key, created_at, expires_at)"
     " VALUES ($1, $2, $3, 'open', $4, $5, $6) RETURNING id",
-    6, {TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, nullptr};
+    7, {TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID}};
 
 Statement settle_hold_sql = {
     "UPDATE quota.holds SET state = $2, settled_at = $3, committed = $4 WHERE id" EQ "$1",
-    4, {INT8OID, TEXTOID, TIMESTAMPTZOID, INT8OID}, nullptr};
+    nullptr, 4, {INT8OID, TEXTOID, TIMESTAMPTZOID, INT8OID}};
 
 Statement lock_expired_sql = {
     "SELECT a.team, a.resource FROM quota.accounts a WHERE a.next_expiry" LE "$1 FOR UPDATE SKIP LOCKED",
-    1, {TIMESTAMPTZOID}, nullptr};
-
-/*
- * Prepare a statement for the backend's life.  Every statement here is a
- * point lookup or update by key, so its plan is built now, once, as a
- * generic plan with sequential scans off: left to the plan cache, a plan
- * made while a table was empty (or analyzed empty) would keep scanning it
- * sequentially as it grows, until an invalidation replans it.  A replan
- * after an invalidation (ANALYZE, DDL) uses the statistics of that time.
- * Call inside guarded().
- */
-SPIPlanPtr prepare(const Statement &statement)
-{
-    SPIPlanPtr plan = SPI_prepare_cursor(statement.sql, statement.nargs, const_cast<Oid *>(statement.types),
-                                         CURSOR_OPT_GENERIC_PLAN);
-    if (plan == nullptr)
-        elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-    if (SPI_keepplan(plan) != 0)
-        elog(ERROR, "SPI_keepplan failed");
-
-    /* jit off too: where a sequential scan is the only plan, its disable cost would trigger JIT at every run. */
-    int const nest_level = NewGUCNestLevel();
-    (void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-    (void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-    CachedPlan *cached = SPI_plan_get_cached_plan(plan);
-    if (cached != nullptr)
-        ReleaseCachedPlan(cached, CurrentResourceOwner);
-    AtEOXact_GUC(true, nest_level);
-    return plan;
-}
-
-/* Run a statement, preparing it on first use; the rows are in SPI_tuptable. */
-void execute(Statement &statement, Datum *values, const char *nulls, bool read_only)
-{
-    bridge::guarded([&] {
-        if (statement.plan == nullptr)
-            statement.plan = prepare(statement);
-        int const rc = SPI_execute_plan(statement.plan, values, nulls, read_only, 0);
-        if (rc < 0)
-            elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
-    });
-}
-
-Datum column(int number, bool *isnull)
-{
-    return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, number, isnull);
-}
+    nullptr, 1, {TIMESTAMPTZOID}};
 
 bool text_equals(Datum value, const char *literal)
 {
@@ -183,10 +143,93 @@ Hold decode_hold()
     hold.key.resource = column(3, &isnull);
     hold.state = state_from(column(4, &isnull));
     hold.amount = DatumGetInt64(column(5, &isnull));
+    Datum const expires_at = column(6, &isnull);
+    hold.has_expires_at = !isnull;
+    hold.expires_at = isnull ? 0 : DatumGetTimestampTz(expires_at);
+    Datum const slot = column(7, &isnull);
+    hold.has_slot = !isnull;
+    hold.slot = isnull ? 0 : DatumGetInt32(slot);
     return hold;
 }
 
 } // namespace
+
+/*
+ * Prepare a statement for the backend's life.  Every statement here is a
+ * point lookup or update by key, so its plan is built now, once, as a
+ * generic plan with sequential scans off: left to the plan cache, a plan
+ * made while a table was empty (or analyzed empty) would keep scanning it
+ * sequentially as it grows, until an invalidation replans it.  A replan
+ * after an invalidation (ANALYZE, DDL) uses the statistics of that time.
+ * Call inside guarded().
+ */
+namespace {
+
+SPIPlanPtr prepare(const char *sql, const Statement &statement)
+{
+    SPIPlanPtr plan = SPI_prepare_cursor(sql, statement.nargs, const_cast<Oid *>(statement.types),
+                                         CURSOR_OPT_GENERIC_PLAN);
+    if (plan == nullptr)
+        elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+    if (SPI_keepplan(plan) != 0)
+        elog(ERROR, "SPI_keepplan failed");
+
+    /* jit off too: where a sequential scan is the only plan, its disable cost would trigger JIT at every run. */
+    int const nest_level = NewGUCNestLevel();
+    (void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+    (void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+    CachedPlan *cached = SPI_plan_get_cached_plan(plan);
+    if (cached != nullptr)
+        ReleaseCachedPlan(cached, CurrentResourceOwner);
+    AtEOXact_GUC(true, nest_level);
+    return plan;
+}
+
+} // namespace
+
+void execute(Statement &statement, Datum *values, const char *nulls, bool read_only, Snapshot snapshot)
+{
+    bool const for_1_0 = statement.sql_1_0 != nullptr && !schema_has_slots();
+    bridge::guarded([&] {
+        if (statement.plan != nullptr && statement.prepared_for_1_0 != for_1_0) {
+            (void) SPI_freeplan(statement.plan); /* ALTER EXTENSION quota UPDATE ran since */
+            statement.plan = nullptr;
+        }
+        if (statement.plan == nullptr) {
+            statement.plan = prepare(for_1_0 ? statement.sql_1_0 : statement.sql, statement);
+            statement.prepared_for_1_0 = for_1_0;
+        }
+        int const rc = snapshot != nullptr ? SPI_execute_snapshot(statement.plan, values, nulls, snapshot,
+                                                                  InvalidSnapshot, read_only, false, 0)
+                                           : SPI_execute_plan(statement.plan, values, nulls, read_only, 0);
+        if (rc < 0)
+            elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+    });
+}
+
+Datum column(int number, bool *isnull)
+{
+    return column_of(0, number, isnull);
+}
+
+Datum column_of(uint64 row, int number, bool *isnull)
+{
+    return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, number, isnull);
+}
+
+
+Snapshot take_snapshot()
+{
+    return bridge::guarded_value([] {
+        CommandCounterIncrement(); /* see this transaction's own earlier changes */
+        return RegisterSnapshot(GetTransactionSnapshot());
+    });
+}
+
+void drop_snapshot(Snapshot snapshot)
+{
+    bridge::guarded([snapshot] { UnregisterSnapshot(snapshot); });
+}
 
 void connect()
 {
@@ -213,16 +256,17 @@ bool lock_account(AccountKey key, Account &account, ItemPointerData &row)
     execute(lock_account_sql, values, nullptr, false);
     if (SPI_processed == 0)
         return false;
-    account = decode_account([](int i, bool *isnull) { return column(i + 1, isnull); });
+    /* A database at 1.0 returns no slots column: SPI_getbinval then reports NULL, read as no slots. */
+    account = decode_account([](int i, bool *isnull) { return column(i + 2, isnull); });
     bool isnull = false;
-    row = *reinterpret_cast<ItemPointer>(DatumGetPointer(column(kAccountColumns + 1, &isnull)));
+    row = *reinterpret_cast<ItemPointer>(DatumGetPointer(column(1, &isnull)));
     return true;
 }
 
-int64 expired_held(AccountKey key, TimestampTz at)
+int64 expired_held(AccountKey key, TimestampTz at, Snapshot snapshot)
 {
     Datum values[3] = {key.team, key.resource, TimestampTzGetDatum(at)};
-    execute(expired_held_sql, values, nullptr, true);
+    execute(expired_held_sql, values, nullptr, true, snapshot);
     bool isnull = false;
     Datum const sum = column(1, &isnull);
     return isnull ? 0 : DatumGetInt64(sum);
@@ -285,15 +329,17 @@ bool find_hold(AccountKey key, Datum idempotency_key, Hold &hold)
 }
 
 int64 insert_hold(AccountKey key, int64 amount, TimestampTz now, const TimestampTz *expires_at,
-                  const Datum *idempotency_key)
+                  const Datum *idempotency_key, const int32 *slot)
 {
-    Datum values[6] = {key.team,
+    Datum values[7] = {key.team,
                        key.resource,
                        Int64GetDatum(amount),
                        idempotency_key != nullptr ? *idempotency_key : (Datum) 0,
                        TimestampTzGetDatum(now),
-                       expires_at != nullptr ? TimestampTzGetDatum(*expires_at) : (Datum) 0};
-    char nulls[6] = {' ', ' ', ' ', idempotency_key != nullptr ? ' ' : 'n', ' ', expires_at != nullptr ? ' ' : 'n'};
+                       expires_at != nullptr ? TimestampTzGetDatum(*expires_at) : (Datum) 0,
+                       slot != nullptr ? Int32GetDatum(*slot) : (Datum) 0};
+    char nulls[7] = {' ', ' ', ' ', idempotency_key != nullptr ? ' ' : 'n', ' ', expires_at != nullptr ? ' ' : 'n',
+                     slot != nullptr ? ' ' : 'n'};
     execute(insert_hold_sql, values, nulls, false);
     bool isnull = false;
     return DatumGetInt64(column(1, &isnull));
@@ -324,12 +370,18 @@ std::vector<AccountKey> lock_accounts_with_expired_holds(TimestampTz now)
     return keys;
 }
 
-Account account_from_row(HeapTupleHeader row)
+Account account_from_row(HeapTupleHeader row, bool with_slots)
 {
     Account account;
+    int const columns = with_slots ? kAccountColumns : kAccountColumns_1_0;
     bridge::guarded([&] {
-        account = decode_account(
-            [row](int i, bool *isnull) { return GetAttributeByName(row, kAccountColumnNames[i], isnull); });
+        account = decode_account([row, columns](int i, bool *isnull) {
+            if (i >= columns) {
+                *isnull = true;
+                return (Datum) 0;
+            }
+            return GetAttributeByName(row, kAccountColumnNames[i], isnull);
+        });
     });
     return account;
 }

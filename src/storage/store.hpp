@@ -8,9 +8,14 @@
  * Row locks are taken in SQL (FOR UPDATE), where PostgreSQL re-checks a
  * row that a concurrent transaction updated before we got the lock.
  *
- * Lock order, which keeps the extension's calls free of deadlocks: a call
- * locks one account row, and only then the hold rows of that account.
- * No call locks a hold row before its account.
+ * Lock order, which keeps the extension's calls free of deadlocks:
+ *   account row  ->  its slot rows, in slot order  ->  hold rows.
+ * A call on an account without slots locks its account row, then holds.
+ * A call on a slotted account either locks one slot row (then holds), or,
+ * when that slot cannot serve it, first gives that slot's lock back (a
+ * subtransaction rolls back) and then takes the account row and every slot
+ * in order.  Nobody waits for a row while holding a row later in the order.
+ * The slot rows are in slots.cpp.
  */
 #pragma once
 
@@ -33,6 +38,10 @@ struct Hold {
     AccountKey key{};
     HoldState state = HoldState::Open;
     int64 amount = 0;
+    bool has_slot = false; /* false: the account row holds its credits */
+    int32 slot = 0;
+    bool has_expires_at = false;
+    TimestampTz expires_at = 0;
 };
 
 struct ExpiredHolds {
@@ -56,8 +65,12 @@ bool lock_account(AccountKey key, Account &account, ItemPointerData &row);
  */
 bool fetch_account(AccountKey key, Account &account);
 
-/* The credits of the account's open holds past their expiry at `at` (snapshot read). */
-int64 expired_held(AccountKey key, TimestampTz at);
+/* The credits of the account's open holds past their expiry at `at` (under `snapshot`, else a fresh one). */
+int64 expired_held(AccountKey key, TimestampTz at, Snapshot snapshot = nullptr);
+
+/* A fresh snapshot that sees this transaction's own changes, for several reads of one state; drop it after. */
+Snapshot take_snapshot();
+void drop_snapshot(Snapshot snapshot);
 
 /* INSERT ... ON CONFLICT DO NOTHING; false when the account already existed. */
 bool insert_account(AccountKey key, const Account &account);
@@ -65,20 +78,90 @@ bool insert_account(AccountKey key, const Account &account);
 /* Write back a locked account row. */
 void update_account(const ItemPointerData &row, const Account &account);
 
-/* Mark the account's open holds past `now` expired; the caller holds the account lock. */
+/* Mark the account row's own open holds (slot NULL) past `now` expired; the caller holds the account lock. */
 ExpiredHolds expire_holds(AccountKey key, TimestampTz now);
 
 bool read_hold(int64 id, Hold &hold);
 bool find_hold(AccountKey key, Datum idempotency_key, Hold &hold);
 int64 insert_hold(AccountKey key, int64 amount, TimestampTz now, const TimestampTz *expires_at,
-                  const Datum *idempotency_key);
+                  const Datum *idempotency_key, const int32 *slot);
 void settle_hold(int64 id, HoldState state, TimestampTz now, const int64 *committed);
 
 /* Lock, skipping rows other transactions hold, every account with holds that may have expired. */
 std::vector<AccountKey> lock_accounts_with_expired_holds(TimestampTz now);
 
-/* Decode a quota.accounts row value (the view's per-row state). */
-Account account_from_row(HeapTupleHeader row);
+/* ---- slots (slots.cpp) ---- */
+
+/* A slot row and where it is. */
+struct SlotRow {
+    Slot slot;
+    ItemPointerData row{};
+};
+
+/* Lock slot `number` (SQL), waiting for it; false when it does not exist. */
+bool lock_slot(AccountKey key, int32 number, SlotRow &out);
+
+/* Lock every slot of the account, in slot order (the caller holds the account row). */
+std::vector<SlotRow> lock_all_slots(AccountKey key);
+
+void update_slot(const SlotRow &row);
+void insert_slot(AccountKey key, const Slot &slot);
+/* Delete slots `from` and up, moving their holds to the account row. */
+void drop_slots_from(AccountKey key, int32 from);
+
+/* ---- the fast path's direct access to slots (direct_slots.cpp) ---- */
+
+/* True while quota.slots is as the extension made it; otherwise slotted accounts take the ledger's path. */
+bool slots_direct();
+
+/* The newest committed version of slot `number` of the account (a fresh snapshot); false when none. */
+bool peek_slot(AccountKey key, int32 number, SlotRow &out);
+
+enum class SlotLock { Taken, Busy, Changed };
+
+/*
+ * Lock exactly the version `row` was read at, if it is still the newest:
+ * Taken; Busy when another transaction holds it (only when !wait); Changed
+ * when a newer version exists (read again).  Never locks a version the
+ * caller has not seen, so a caller that gives up holds nothing.
+ */
+SlotLock lock_seen_slot(const SlotRow &row, bool wait);
+
+/* Write back a slot locked by lock_seen_slot(). */
+void write_slot(const SlotRow &row);
+
+/*
+ * A slotted account under `snapshot` (from take_snapshot()): its row, read into
+ * `account`, and what its slots add — used in their newest current window,
+ * held, the earliest expiry.  One snapshot for both, so a reply never adds
+ * an older account row to newer slots.
+ */
+struct SlotTotals {
+    bool has_account = false;     /* the account row was found (and read into the caller's Account) */
+    bool has_window = false;      /* some slot's window is current */
+    TimestampTz window_start = 0; /* the newest such window; `used` is that window's */
+    int64 used = 0;
+    int64 held = 0;
+    bool has_next_expiry = false;
+    TimestampTz next_expiry = 0;
+};
+SlotTotals slot_totals(AccountKey key, TimestampTz now, Snapshot snapshot, Account &account);
+
+/* Mark one slot's open holds past `now` expired; the caller holds the slot. */
+ExpiredHolds expire_slot_holds(AccountKey key, int32 slot, TimestampTz now);
+
+/* Lock, skipping rows other transactions hold, every slot with holds that may have expired. */
+struct SlotKey {
+    AccountKey key;
+    int32 slot;
+};
+std::vector<SlotKey> lock_slots_with_expired_holds(TimestampTz now);
+
+/* Decode a quota.accounts row value (the view's per-row state); without_slots: a database at 1.0. */
+Account account_from_row(HeapTupleHeader row, bool with_slots);
+
+/* False in a database whose quota is still at 1.0 (no slots yet: ALTER EXTENSION quota UPDATE adds them). */
+bool schema_has_slots();
 
 /* The role that owns the extension's tables (cached per backend). */
 Oid tables_owner();

@@ -14,8 +14,15 @@ What is checked (any failure exits 1):
   * every grant: used + held <= credit_limit, remaining = limit - used - held
   * per account and window: the highest `used` any grant reported equals the
     sum of acknowledged commits and charges in that window (plus at most the
-    uncertain ones after a crash); the final `used` likewise
-  * stored held = sum of open holds; quota.usage held = sum of unexpired ones
+    uncertain ones after a crash); the final `used` likewise.  Slotted
+    accounts report from a snapshot (concurrent calls on other slots may not
+    be in it yet): for them no grant may report more than was acknowledged,
+    and the final `used` must equal it
+  * stored held = sum of open holds, for the account row and for every slot;
+    quota.usage held = sum of unexpired ones
+  * slotted accounts (quota.set_slots): no share below zero, and the account
+    row's used + held plus every slot's used + held + share within the limit;
+    an admin thread changes their slot counts all along
   * each reservation settled at most once, as the client saw it: committed
     with the amount of its first commit, released when release said true
   * no error at all other than the crash's lost connections
@@ -36,11 +43,15 @@ import psycopg2
 
 # (team, resource, limit): one account at its limit all run long, others
 # reached during the run, and two whose one-second windows fill and roll over.
-HOT = [("edge", "credits", 40), ("hot-1", "credits", 3000), ("hot-2", "credits", 12000),
-       ("hot-3", "credits", 40000)]
+HOT = [("edge", "credits", 40), ("edge-s", "credits", 40), ("hot-1", "credits", 3000),
+       ("hot-2", "credits", 12000), ("hot-3", "credits", 40000)]
 TICK = [("tick-%d" % i, "ai", 150) for i in range(2)]
 ACCOUNTS = HOT + TICK
 LIMITS = {(t, r): lim for t, r, lim in ACCOUNTS}
+# Accounts split into slots (quota.set_slots), and how many at the start; the
+# admin thread keeps changing RESLOTTED ones' counts (0 = back to no slots).
+SLOTTED = {("edge-s", "credits"): 4, ("hot-2", "credits"): 8, ("hot-3", "credits"): 16, ("tick-1", "ai"): 4}
+RESLOTTED = [("hot-3", "credits"), ("tick-1", "ai"), ("edge-s", "credits")]
 
 
 class Ledger:
@@ -193,7 +204,7 @@ def analyze_loop(deadline, ledger, crash_window):
     conn = connect()
     while time.time() < deadline:
         try:
-            conn.cursor().execute("ANALYZE quota.accounts; ANALYZE quota.holds")
+            conn.cursor().execute("ANALYZE quota.accounts; ANALYZE quota.holds; ANALYZE quota.slots")
             ledger.calls["analyze"] += 1
         except psycopg2.Error as e:
             if not crash_window.is_set():
@@ -203,6 +214,25 @@ def analyze_loop(deadline, ledger, crash_window):
             if conn is None:
                 return
         time.sleep(0.001)
+
+
+def reslot_loop(deadline, ledger, crash_window):
+    """An administrator changing slot counts under load."""
+    rnd = random.Random(-1)
+    conn = connect()
+    while time.time() < deadline:
+        team, resource = rnd.choice(RESLOTTED)
+        try:
+            conn.cursor().execute("SELECT quota.set_slots(%s, %s, %s)", (team, rnd.randint(0, 12), resource))
+            ledger.calls["set_slots"] += 1
+        except psycopg2.Error as e:
+            if not crash_window.is_set():
+                ledger.errors.append("set_slots: %s %s" % (e.pgcode, str(e).strip()))
+                return
+            conn = reconnect(deadline)
+            if conn is None:
+                return
+        time.sleep(0.05)
 
 
 def reconnect(deadline):
@@ -235,13 +265,15 @@ def audit(ledger):
             failures.append("retry_after mismatch: %r %r" % (account, g))
         windows[(account, resets_at)] = max(windows[(account, resets_at)], used)
 
-    # Per window: the highest used reported is exactly what was acknowledged there.
+    # Per window: the highest used reported is exactly what was acknowledged there
+    # (slotted accounts: never more; their final used is checked exactly below).
     for key in set(windows) | set(ledger.writes):
         account = key[0]
         acked = ledger.writes.get(key, 0)
         seen = windows.get(key, 0)
         slack = ledger.uncertain.get(account, 0)
-        if not (acked <= seen + slack and seen <= acked + slack):
+        exact = account not in SLOTTED
+        if not ((acked <= seen + slack or not exact) and seen <= acked + slack):
             failures.append("window %r: grants reported used %d, acknowledged %d (uncertain %d)"
                             % (key, seen, acked, slack))
 
@@ -250,10 +282,33 @@ def audit(ledger):
     for team, resource, used, held, resets_at, limit in cur.fetchall():
         account = (team, resource)
         cur.execute("SELECT coalesce(sum(amount), 0) FROM quota.holds WHERE team = %s AND resource = %s"
-                    " AND state = 'open'", account)
+                    " AND state = 'open' AND slot IS NULL", account)
         (open_sum,) = cur.fetchone()
         if held != open_sum:
-            failures.append("%r: stored held %d != sum of open holds %d" % (account, held, open_sum))
+            failures.append("%r: stored held %d != sum of its open holds %d" % (account, held, open_sum))
+        # Every slot: held = its open holds; shares never negative; the escrow invariant.
+        cur.execute("SELECT s.slot, s.held, s.share, (SELECT coalesce(sum(h.amount), 0) FROM quota.holds h"
+                    "   WHERE h.team = s.team AND h.resource = s.resource AND h.slot = s.slot AND h.state = 'open')"
+                    " FROM quota.slots s WHERE s.team = %s AND s.resource = %s", account)
+        for slot, slot_held, share, slot_open in cur.fetchall():
+            if slot_held != slot_open:
+                failures.append("%r slot %d: held %d != sum of its open holds %d" % (account, slot, slot_held, slot_open))
+            if share is not None and share < 0:
+                failures.append("%r slot %d: share %d below zero" % (account, slot, share))
+        cur.execute("SELECT count(*) FROM quota.holds h WHERE h.team = %s AND h.resource = %s AND h.slot IS NOT NULL"
+                    " AND h.state = 'open' AND NOT EXISTS (SELECT FROM quota.slots s WHERE s.team = h.team"
+                    "   AND s.resource = h.resource AND s.slot = h.slot)", account)
+        (orphans,) = cur.fetchone()
+        if orphans:
+            failures.append("%r: %d open holds name a slot that does not exist" % (account, orphans))
+        cur.execute("SELECT CASE WHEN a.resets_at IS NULL OR a.resets_at > now() THEN a.used ELSE 0 END + a.held"
+                    " + coalesce((SELECT sum(s.held + CASE WHEN s.resets_at IS NULL OR s.resets_at > now()"
+                    "     THEN s.used + coalesce(s.share, 0) ELSE 0 END)"
+                    "   FROM quota.slots s WHERE s.team = a.team AND s.resource = a.resource), 0)"
+                    " FROM quota.accounts a WHERE a.team = %s AND a.resource = %s", account)
+        (committed_credits,) = cur.fetchone()
+        if committed_credits > limit:
+            failures.append("%r: used + held + shares = %d > limit %d" % (account, committed_credits, limit))
         # One statement, one now(): holds keep expiring while the audit reads.
         cur.execute("SELECT u.used, u.held, u.resets_at, u.limited,"
                     " (SELECT coalesce(sum(h.amount), 0) FROM quota.holds h WHERE h.team = u.team"
@@ -296,7 +351,7 @@ def audit(ledger):
     # The indexes hold an entry for every row version (the extension writes some rows directly).
     cur.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
     cur.execute("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-                " WHERE i.indrelid IN ('quota.accounts'::regclass, 'quota.holds'::regclass)")
+                " WHERE i.indrelid IN ('quota.accounts'::regclass, 'quota.holds'::regclass, 'quota.slots'::regclass)")
     for (index,) in cur.fetchall():
         try:
             cur.execute("SELECT bt_index_check(%s::regclass, heapallindexed => true)", ("quota." + index,))
@@ -314,11 +369,13 @@ def main():
 
     conn = connect()
     cur = conn.cursor()
-    cur.execute("DELETE FROM quota.holds; DELETE FROM quota.accounts;")
+    cur.execute("DELETE FROM quota.holds; DELETE FROM quota.slots; DELETE FROM quota.accounts;")
     for team, resource, limit in HOT:
         cur.execute("SELECT quota.set_account(%s, %s, %s)", (team, limit, resource))
     for team, resource, limit in TICK:
         cur.execute("SELECT quota.set_account(%s, %s, %s, '1 second')", (team, limit, resource))
+    for (team, resource), slots in SLOTTED.items():
+        cur.execute("SELECT quota.set_slots(%s, %s, %s)", (team, slots, resource))
     conn.close()
 
     ledger = Ledger()
@@ -333,6 +390,9 @@ def main():
     analyzer = threading.Thread(target=analyze_loop, args=(deadline, ledger, crash_window))
     analyzer.start()
     threads.append(analyzer)
+    reslotter = threading.Thread(target=reslot_loop, args=(deadline, ledger, crash_window))
+    reslotter.start()
+    threads.append(reslotter)
     if args.crash:
         time.sleep(args.seconds / 2)
         crash_window.set()
@@ -349,7 +409,8 @@ def main():
           % (args.workers, elapsed, total, ", ".join("%s %d" % kv for kv in sorted(ledger.calls.items())),
              len(ledger.grants)))
     denied = sum(1 for _, g in ledger.grants if not g[0])
-    print("denied grants: %d; accounts: %s" % (denied, ", ".join(t for t, _, _ in ACCOUNTS)))
+    print("denied grants: %d; accounts: %s (slotted: %s)" % (denied, ", ".join(t for t, _, _ in ACCOUNTS),
+                                                            ", ".join(t for t, _ in SLOTTED)))
     if failures:
         for f in failures[:40]:
             print("AUDIT FAILURE:", f)
