@@ -23,11 +23,12 @@ PG_CXXFLAGS  = -std=c++17 -Wall -Wextra $(QUOTA_WERROR)
 SHLIB_LINK  += -lstdc++
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS      = setup accounts spending holds periods bad_input security settings table_changes inspection
+REGRESS      = setup accounts spending holds periods bad_input security settings table_changes slots inspection
 REGRESS_OPTS = --inputdir=.
 # isolation tester: test/specs/<name>.spec against test/expected/<name>.out
 ISOLATION    = last_credit reserve_vs_charge commit_vs_release double_settle \
-               expire_vs_commit readers_never_wait rollover_vs_charge idempotent_retry
+               expire_vs_commit readers_never_wait rollover_vs_charge idempotent_retry \
+               slots_last_credit slots_rebalance_vs_commit slots_count_changed
 ISOLATION_OPTS = --inputdir=test --load-extension=quota
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
