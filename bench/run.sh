@@ -6,7 +6,7 @@
 # exactly the stated number of clients on its own rows.  The median round
 # counts.  Writes bench/RESULTS.md.  Not part of the test suite.
 #
-#   bench/run.sh [--seconds 5] [--rounds 3] [--clients "1 8 32"] [--memory-calls 1000000]
+#   bench/run.sh [--seconds 5] [--rounds 3] [--clients "1 8 32"] [--memory-calls 1000000] [--slots 32]
 #
 # On a fresh Debian 12 machine it installs what it needs with apt, builds and
 # installs the extension, and runs its own throwaway cluster.
@@ -16,6 +16,7 @@ cd "$QUOTA_ROOT/bench"
 
 seconds=5
 rounds=3
+slots=32
 clients_list="1 8 32"
 memory_calls=1000000
 while [ $# -gt 0 ]; do
@@ -24,7 +25,8 @@ while [ $# -gt 0 ]; do
         --clients) clients_list=$2; shift 2 ;;
         --rounds) rounds=$2; shift 2 ;;
         --memory-calls) memory_calls=$2; shift 2 ;;
-        *) echo "usage: bench/run.sh [--seconds N] [--rounds N] [--clients \"1 8 32\"] [--memory-calls N]" >&2; exit 2 ;;
+        --slots) slots=$2; shift 2 ;;
+        *) echo "usage: bench/run.sh [--seconds N] [--rounds N] [--clients \"1 8 32\"] [--memory-calls N] [--slots 32]" >&2; exit 2 ;;
     esac
 done
 
@@ -39,14 +41,20 @@ QUOTA_PORT=54330 quota_start_cluster -c shared_buffers=512MB -c max_wal_size=8GB
 export PGDATABASE=bench
 createdb bench
 
-# fixtures LIMIT USED: fresh tables and accounts
+# fixtures LIMIT USED [SLOTS]: fresh tables and accounts (SLOTS > 0: the hot accounts get that many slots)
 fixtures() {
-    psql -X -q -v ON_ERROR_STOP=1 -v accounts=10000 -v limit="$1" -v used="$2" -f setup.sql >/dev/null
+    psql -X -q -v ON_ERROR_STOP=1 -v accounts=10000 -v limit="$1" -v used="$2" -v slots="${3:-0}" \
+        -f setup.sql >/dev/null
 }
 
 # every contender alone, taking turns for $rounds rounds; appends a JSON line to results
+# (the contenders: $CONTENDERS, or those named after the fourth argument)
 run() {
     local mode=$1 workload=$2 accounts=$3 clients=$4
+    shift 4
+    local -a list=("${CONTENDERS[@]}")
+    [ $# -eq 0 ] || list=("$@")
+    local CONTENDERS=("${list[@]}")
     local threads=$((clients < 2 ? 1 : 2)) round c lines=()
     local sync=$([ "$mode" = durable ] && echo on || echo off)
     say "$mode $workload, $clients clients: ${#CONTENDERS[@]} contenders x $rounds rounds x ${seconds}s"
@@ -71,6 +79,10 @@ for mode in durable cpu-bound; do
     for clients in $clients_list; do run "$mode" SPREAD 10000 "$clients"; done
     fixtures 1000000000000000 0
     for clients in $clients_list; do run "$mode" HOT 1 "$clients"; done
+    # The same hot account split into slots (issue 4): quota's calls only, with
+    # the one-row bare UPDATE for reference.
+    fixtures 1000000000000000 0 "$slots"
+    for clients in $clients_list; do run "$mode" HOT-SLOTS 1 "$clients" bare_update charge_credit reserve_commit; done
     # Near the limit: every account has 1 credit left, so almost every call is denied.
     fixtures 1000 999
     for clients in $clients_list; do run "$mode" NEAR-LIMIT 10000 "$clients"; done
@@ -93,12 +105,12 @@ race_rows=$(psql -X -At -F '|' -c "
 
 # Backend memory over many calls in one session (RssAnon of the backend).
 memory() {
-    local script=$1 transactions=$2 pid first last
+    local script=$1 transactions=$2 accounts=${3:-10000} pid first last
     PGOPTIONS="-c synchronous_commit=off" PGAPPNAME="quota-memory" pgbench -n -M prepared -c 1 -t "$transactions" \
-        -D accounts=10000 -f "$QUOTA_ROOT/bench/scripts/$script.sql" >/dev/null 2>&1 &
+        -D accounts="$accounts" -f "$QUOTA_ROOT/bench/scripts/$script.sql" >/dev/null 2>&1 &
     local bench_pid=$!
     pid=""
-    while [ -z "$pid" ]; do
+    while [ -z "$pid" ] && kill -0 "$bench_pid" 2>/dev/null; do
         sleep 0.5
         pid=$(psql -X -At -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'quota-memory' LIMIT 1")
     done
@@ -109,15 +121,18 @@ memory() {
         last=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo "$last")
         sleep 1
     done
-    echo "$script|$transactions|$first|$last"
+    echo "$script${3:+ (slotted)}|$transactions|$first|$last"
 }
 fixtures 1000000000000000 0
 say "backend memory: $memory_calls calls of charge_credit, then of reserve_credit + commit_credit"
 memory_rows="$(memory charge_credit "$memory_calls")"$'\n'"$(memory reserve_commit $((memory_calls / 2)))"
+fixtures 1000000000000000 0 "$slots"
+say "backend memory: $memory_calls calls of charge_credit on one account with $slots slots"
+memory_rows+=$'\n'"$(memory charge_credit "$memory_calls" 1)"
 
-/usr/bin/python3 - "$results" "$seconds" "$rounds" "$clients_list" "$race_rows" "$memory_rows" >"$QUOTA_ROOT/bench/RESULTS.md" <<'PY'
+/usr/bin/python3 - "$results" "$seconds" "$rounds" "$clients_list" "$race_rows" "$memory_rows" "$slots" >"$QUOTA_ROOT/bench/RESULTS.md" <<'PY'
 import json, platform, subprocess, sys, datetime
-results_path, seconds, rounds, clients_list, race_rows, memory_rows = sys.argv[1:7]
+results_path, seconds, rounds, clients_list, race_rows, memory_rows, slots = sys.argv[1:8]
 runs = [json.loads(line) for line in open(results_path)]
 for r in runs:
     r["contenders"] = {c["contender"]: c for c in r["contenders"]}
@@ -133,23 +148,41 @@ print("Machine: %s, %s cores, %s; PostgreSQL %s; %s." % (
     cpu or platform.processor(), subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(),
     platform.platform(), subprocess.run(["pg_config", "--version"], capture_output=True, text=True).stdout.strip(),
     datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")))
-print("\nCommand: `bench/run.sh --seconds %s --rounds %s --clients \"%s\"`: pgbench -M prepared; each contender runs"
+print("\nCommand: `bench/run.sh --seconds %s --rounds %s --clients \"%s\" --slots %s`: pgbench -M prepared; each contender runs"
       " alone on its own rows, the contenders taking turns round after round; the median round's tps counts. Latency"
-      " percentiles are over all rounds' transactions. pgbench and the server share the machine." % (seconds, rounds, clients_list))
+      " percentiles are over all rounds' transactions. pgbench and the server share the machine." % (seconds, rounds, clients_list, slots))
+print("\n## Hot accounts with slots\n")
+print("One account taking every call, split into %s slots (`quota.set_slots`), against the same call spread over"
+      " 10,000 accounts (SPREAD) and against one account without slots (HOT). *ratio* = HOT-SLOTS tps / SPREAD tps.\n" % slots)
+print("| mode | clients | call | SPREAD tps | HOT tps (one row) | HOT-SLOTS tps | HOT-SLOTS ÷ SPREAD |\n|---|---|---|---|---|---|---|")
+for mode in ["durable", "cpu-bound"]:
+    for clients in [int(c) for c in clients_list.split()]:
+        found = {w: next((r for r in runs if r["mode"] == mode and r["workload"] == w and r["clients"] == clients), None)
+                 for w in ["SPREAD", "HOT", "HOT-SLOTS"]}
+        if None in found.values():
+            continue
+        for name in ["charge_credit", "reserve_commit"]:
+            spread, hot, slotted = (found[w]["contenders"][name]["tps"] for w in ["SPREAD", "HOT", "HOT-SLOTS"])
+            print("| %s | %d | %s | %.0f | %.0f | %.0f | **%.2f×** |" % (mode, clients, label[name], spread, hot, slotted,
+                                                                  slotted / spread))
+print()
 print("\n*ratio* is tps against the bare `UPDATE` for writes and the primary-key `SELECT` for reads, at the same clients"
       " and workload. One reserve + commit transaction is two calls: two round trips and two database transactions.\n")
 for mode in ["durable", "cpu-bound"]:
     print("## %s (synchronous_commit = %s)\n" % (mode, "on" if mode == "durable" else "off"))
-    for workload in ["SPREAD", "HOT", "NEAR-LIMIT"]:
+    for workload in ["SPREAD", "HOT", "HOT-SLOTS", "NEAR-LIMIT"]:
         rows = [r for r in runs if r["mode"] == mode and r["workload"] == workload]
         if not rows:
             continue
         desc = {"SPREAD": "10,000 accounts, uniform", "HOT": "one account per contender",
+                "HOT-SLOTS": "one account per contender, split into %s slots" % slots,
                 "NEAR-LIMIT": "10,000 accounts with 1 credit left: nearly every call denied"}[workload]
         print("### %s (%s)\n" % (workload, desc))
         print("| contender | " + " | ".join("%d clients: tps / p50 / p99 ms / ratio" % r["clients"] for r in rows) + " |")
         print("|---|" + "---|" * len(rows))
         for name in writes + reads:
+            if name not in rows[0]["contenders"]:
+                continue
             cells = []
             for r in rows:
                 c = r["contenders"][name]
@@ -168,10 +201,11 @@ print("| calls in one session | contender | RssAnon after warm-up | at the end |
 for line in memory_rows.strip().splitlines():
     script, transactions, first, last = line.split("|")
     if not first or not last:
-        print("| %s | %s | (finished before it could be sampled) | | |" % (transactions, label[script]))
+        print("| %s | %s | (finished before it could be sampled) | | |" % (transactions, script))
         continue
-    calls = int(transactions) * (2 if script == "reserve_commit" else 1)
-    print("| %d | %s | %s kB | %s kB | %+d kB |" % (calls, label[script], first, last, int(last) - int(first)))
+    calls = int(transactions) * (2 if script.startswith("reserve_commit") else 1)
+    name = label[script.split(" ")[0]] + (" (one account, %s slots)" % slots if "slotted" in script else "")
+    print("| %d | %s | %s kB | %s kB | %+d kB |" % (calls, name, first, last, int(last) - int(first)))
 PY
 cp "$results" "$QUOTA_ROOT/bench/results.jsonl"
 say "wrote bench/RESULTS.md"

@@ -1,6 +1,6 @@
 -- Benchmark fixtures: every contender gets its own rows, so contenders never
 -- wait for each other's locks. Teams are '1'..'10000'; HOT runs use team '1' only.
--- psql -v accounts=10000 -v limit=... -v used=...
+-- psql -v accounts=10000 -v limit=... -v used=... -v slots=N (N > 0: accounts c1 and r1 get N slots)
 SET client_min_messages = warning;
 DROP SCHEMA IF EXISTS bench CASCADE;
 DROP EXTENSION IF EXISTS quota;
@@ -49,5 +49,7 @@ END $$;
 -- quota accounts: c* for charge_credit and is_team_limited, r* for reserve + commit.
 SELECT count(quota.set_account(p || g, :limit)) FROM generate_series(1, :accounts) g, unnest(ARRAY['c', 'r']) p;
 UPDATE quota.accounts SET used = :used;
+-- The hot accounts split into slots (quota.set_slots), for the HOT-SLOTS workload.
+SELECT quota.set_slots(t, :slots) FROM unnest(ARRAY['c1', 'r1']) t WHERE :slots > 0;
 VACUUM ANALYZE;
 CHECKPOINT;

@@ -20,6 +20,7 @@ extern "C" {
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "common/hashfn.h"
+#include "storage/backendid.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"

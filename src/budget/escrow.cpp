@@ -58,21 +58,60 @@ Claim claim(AccountKey key, int32 number, bool wait, const Fits &fits, SlotRow &
     return wait ? Claim::Unfit : Claim::Busy;
 }
 
+/*
+ * The slot this transaction last took, per account: a transaction's later
+ * calls on the same account try it first, since it holds that slot already
+ * (so they need not wait for another).
+ */
+struct LastClaim {
+    TransactionId xid = InvalidTransactionId;
+    uint32 account = 0;
+    int32 slot = 0;
+};
+LastClaim last_claim;
+
+uint32 account_hash(AccountKey key)
+{
+    return bridge::guarded_value([&] {
+        auto hash_text = [](Datum value) {
+            struct varlena *flat = pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(value)));
+            return DatumGetUInt32(hash_any(reinterpret_cast<const unsigned char *>(VARDATA_ANY(flat)),
+                                           static_cast<int>(VARSIZE_ANY_EXHDR(flat))));
+        };
+        return hash_combine(hash_text(key.team), hash_text(key.resource));
+    });
+}
+
 /* Lock a slot that can grant `amount` now: the first free one from home, else wait for the first busy one. */
 bool claim_covering(AccountKey key, int32 count, int64 amount, TimestampTz now, SlotRow &row)
 {
     auto const fits = [amount, now](const Slot &slot) { return slot_current(slot, now) && slot_covers(slot, amount); };
-    int32 const start = home_slot(count);
+    TransactionId const xid = GetCurrentTransactionIdIfAny();
+    uint32 const account = account_hash(key);
+    bool const again = TransactionIdIsValid(xid) && xid == last_claim.xid && account == last_claim.account &&
+                       last_claim.slot < count;
+    int32 const start = again ? last_claim.slot : home_slot(count);
     int32 busy = -1;
     for (int32 i = 0; i < count; i++) {
         int32 const number = (start + i) % count;
         Claim const found = claim(key, number, false, fits, row);
         if (found == Claim::Taken)
-            return true;
+            break;
         if (found == Claim::Busy && busy < 0)
             busy = number;
+        if (i == count - 1 && (busy < 0 || claim(key, busy, true, fits, row) != Claim::Taken))
+            return false;
     }
-    return busy >= 0 && claim(key, busy, true, fits, row) == Claim::Taken;
+    /* The call will write the slot, so the transaction has its id by the time it is read again. */
+    last_claim = LastClaim{InvalidTransactionId, account, row.slot.number};
+    return true;
+}
+
+/* After the write: remember the slot under the transaction's id. */
+void remember_claim(const SlotRow &row)
+{
+    last_claim.xid = GetCurrentTransactionIdIfAny();
+    last_claim.slot = row.slot.number;
 }
 
 /* Release the slot's holds that have expired: their credits go back to its share.  The slot is locked. */
@@ -132,7 +171,8 @@ bool claim_for_hold(const Hold &seen, Hold &hold, SlotRow &row, const Judge &jud
 
 int32 home_slot(int32 count)
 {
-    return static_cast<int32>(static_cast<uint32>(MyProcPid) % static_cast<uint32>(count));
+    /* Backend ids are small and dense (1, 2, ...): concurrent backends get different home slots. */
+    return static_cast<int32>(static_cast<uint32>(MyBackendId) % static_cast<uint32>(count));
 }
 
 int32 key_slot(Datum idempotency_key, int32 count)
@@ -156,6 +196,7 @@ bool charge(AccountKey key, const Account &seen, int64 amount, TimestampTz now, 
     slot.used = checked_add(slot.used, amount);
     take_share(slot, amount);
     storage::write_slot(row);
+    remember_claim(row);
     grant = reply(key, seen, true, now);
     return true;
 }
@@ -209,6 +250,8 @@ bool reserve(AccountKey key, const Account &seen, int64 amount, const Period *ho
     int64 const id = storage::insert_hold(key, amount, now, hold_for != nullptr ? &expires_at : nullptr,
                                           idempotency_key, &slot.number);
     storage::write_slot(row);
+    if (idempotency_key == nullptr)
+        remember_claim(row);
     grant = reply(key, seen, true, now);
     grant.has_reservation = true;
     grant.reservation = id;

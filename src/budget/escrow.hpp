@@ -19,7 +19,7 @@ namespace quota::escrow {
 using storage::AccountKey;
 using storage::Hold;
 
-/* The slot a call starts looking from: the backend's own, so callers spread over the slots. */
+/* The slot a call starts looking from: the backend's own, so concurrent backends spread over the slots. */
 int32 home_slot(int32 count);
 
 /* The slot an idempotency key belongs to: retries with one key always meet in one slot. */

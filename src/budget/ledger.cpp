@@ -167,11 +167,8 @@ void write_back(Locked &locked)
             if (deal_share(locked.slots[i].slot, sum, i, count))
                 locked.slot_dirty[i] = 1;
         }
-        /* Every slot belongs to the account's current window. */
         for (int32 i = 0; i < count; i++) {
-            if (locked.slot_new[i])
-                continue;
-            if (locked.slot_dirty[i])
+            if (locked.slot_dirty[i] && !locked.slot_new[i]) /* new slots are inserted by set_slots() */
                 storage::update_slot(locked.slots[i]);
         }
     }
