@@ -85,7 +85,7 @@ uint32 account_hash(AccountKey key)
 /* Lock a slot that can grant `amount` now: the first free one from home, else wait for the first busy one. */
 bool claim_covering(AccountKey key, int32 count, int64 amount, TimestampTz now, SlotRow &row)
 {
-    auto const fits = [amount, now](const Slot &slot) { return slot_current(slot, now) && slot_covers(slot, amount); };
+    auto const serves = [amount, now](const Slot &slot) { return slot_current(slot, now) && slot_covers(slot, amount); };
     TransactionId const xid = GetCurrentTransactionIdIfAny();
     uint32 const account = account_hash(key);
     bool const again = TransactionIdIsValid(xid) && xid == last_claim.xid && account == last_claim.account &&
@@ -94,12 +94,12 @@ bool claim_covering(AccountKey key, int32 count, int64 amount, TimestampTz now, 
     int32 busy = -1;
     for (int32 i = 0; i < count; i++) {
         int32 const number = (start + i) % count;
-        Claim const found = claim(key, number, false, fits, row);
+        Claim const found = claim(key, number, false, serves, row);
         if (found == Claim::Taken)
             break;
         if (found == Claim::Busy && busy < 0)
             busy = number;
-        if (i == count - 1 && (busy < 0 || claim(key, busy, true, fits, row) != Claim::Taken))
+        if (i == count - 1 && (busy < 0 || claim(key, busy, true, serves, row) != Claim::Taken))
             return false;
     }
     /* The call will write the slot, so the transaction has its id by the time it is read again. */

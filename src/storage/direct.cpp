@@ -69,14 +69,9 @@ AccountsTable accounts_table()
     List *indexes = RelationGetIndexList(rel);
     found.as_installed = list_length(indexes) == 1 && rel->trigdesc == nullptr && !rel->rd_rel->relrowsecurity;
     list_free(indexes);
-    TupleDesc const desc = RelationGetDescr(rel);
-    for (int i = 0; i < kAccountColumns; i++) {
-        for (int a = 0; a < desc->natts; a++) {
-            Form_pg_attribute const attribute = TupleDescAttr(desc, a);
-            if (!attribute->attisdropped && std::strcmp(NameStr(attribute->attname), kAccountColumnNames[i]) == 0)
-                found.attnums[i] = attribute->attnum;
-        }
-        if (found.attnums[i] == 0 && i < kAccountColumns_1_0)
+    column_numbers(rel, kAccountColumnNames, kAccountColumns, found.attnums);
+    for (int i = 0; i < kAccountColumns_1_0; i++) {
+        if (found.attnums[i] == 0)
             elog(ERROR, "column \"%s\" of quota.accounts is missing", kAccountColumnNames[i]);
     }
     found.columns = found.attnums[kAccountColumns - 1] != 0 ? kAccountColumns : kAccountColumns_1_0;
@@ -164,13 +159,6 @@ bool lock_row(const AccountsTable &table, AccountKey key, Account &account, Item
 void update_row(const AccountsTable &table, const ItemPointerData &row, const Account &account)
 {
     Relation rel = table_open(table.relation, RowExclusiveLock);
-    TupleTableSlot *slot = table_slot_create(rel, nullptr);
-    ItemPointerData tid = row;
-    if (!table_tuple_fetch_row_version(rel, &tid, SnapshotAny, slot))
-        elog(ERROR, "quota account row vanished while locked");
-    bool free_old = false;
-    HeapTuple old = ExecFetchSlotHeapTuple(slot, false, &free_old);
-
     Datum values[kAccountColumns];
     char nulls[kAccountColumns];
     bool isnull[kAccountColumns];
@@ -180,12 +168,41 @@ void update_row(const AccountsTable &table, const ItemPointerData &row, const Ac
         isnull[i] = nulls[i] == 'n';
         columns[i] = table.attnums[i];
     }
-    HeapTuple updated = heap_modify_tuple_by_cols(old, RelationGetDescr(rel), table.columns, columns, values, isnull);
+    rewrite_row(rel, table.primary_key, row, table.columns, columns, values, isnull);
+    table_close(rel, NoLock);
+}
+
+} // namespace
+
+void column_numbers(Relation rel, const char *const *names, int count, AttrNumber *attnums)
+{
+    TupleDesc const desc = RelationGetDescr(rel);
+    for (int i = 0; i < count; i++) {
+        attnums[i] = 0;
+        for (int a = 0; a < desc->natts; a++) {
+            Form_pg_attribute const attribute = TupleDescAttr(desc, a);
+            if (!attribute->attisdropped && std::strcmp(NameStr(attribute->attname), names[i]) == 0)
+                attnums[i] = attribute->attnum;
+        }
+    }
+}
+
+void rewrite_row(Relation rel, Oid primary_key, const ItemPointerData &row, int count, const int *columns,
+                 const Datum *values, const bool *isnull)
+{
+    TupleTableSlot *slot = table_slot_create(rel, nullptr);
+    ItemPointerData tid = row;
+    if (!table_tuple_fetch_row_version(rel, &tid, SnapshotAny, slot))
+        elog(ERROR, "row of %s vanished while locked", RelationGetRelationName(rel));
+    bool free_old = false;
+    HeapTuple old = ExecFetchSlotHeapTuple(slot, false, &free_old);
+    HeapTuple updated = heap_modify_tuple_by_cols(old, RelationGetDescr(rel), count, const_cast<int *>(columns),
+                                                  const_cast<Datum *>(values), const_cast<bool *>(isnull));
     simple_heap_update(rel, &tid, updated);
 
     if (!HeapTupleIsHeapOnly(updated)) {
         /* Not a HOT update: the new version needs its own primary-key entry. */
-        Relation index = index_open(table.primary_key, RowExclusiveLock);
+        Relation index = index_open(primary_key, RowExclusiveLock);
         IndexInfo *info = BuildIndexInfo(index);
         TupleTableSlot *fresh = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
         ExecStoreHeapTuple(updated, fresh, false);
@@ -200,10 +217,7 @@ void update_row(const AccountsTable &table, const ItemPointerData &row, const Ac
         heap_freetuple(old);
     heap_freetuple(updated);
     ExecDropSingleTupleTableSlot(slot);
-    table_close(rel, NoLock);
 }
-
-} // namespace
 
 bool fetch_account_in(AccountKey key, Snapshot snapshot, Account &account)
 {

@@ -20,7 +20,6 @@
 #include "bridge/guard.hpp"
 #include "storage/direct.hpp"
 
-#include <cstring>
 
 namespace quota::storage {
 
@@ -65,13 +64,8 @@ SlotsTable slots_table()
     found.as_installed = list_length(indexes) == 1 && rel->trigdesc == nullptr && !rel->rd_rel->relrowsecurity &&
                          OidIsValid(found.primary_key);
     list_free(indexes);
-    TupleDesc const desc = RelationGetDescr(rel);
+    column_numbers(rel, kSlotColumnNames, kSlotColumns, found.attnums);
     for (int i = 0; i < kSlotColumns; i++) {
-        for (int a = 0; a < desc->natts; a++) {
-            Form_pg_attribute const attribute = TupleDescAttr(desc, a);
-            if (!attribute->attisdropped && std::strcmp(NameStr(attribute->attname), kSlotColumnNames[i]) == 0)
-                found.attnums[i] = attribute->attnum;
-        }
         if (found.attnums[i] == 0)
             found.as_installed = false;
     }
@@ -200,13 +194,6 @@ void write_slot(const SlotRow &row)
     bridge::guarded([&] {
         SlotsTable const table = slots_table();
         Relation rel = table_open(table.relation, RowExclusiveLock);
-        TupleTableSlot *tuple = table_slot_create(rel, nullptr);
-        ItemPointerData tid = row.row;
-        if (!table_tuple_fetch_row_version(rel, &tid, SnapshotAny, tuple))
-            elog(ERROR, "quota slot row vanished while locked");
-        bool free_old = false;
-        HeapTuple old = ExecFetchSlotHeapTuple(tuple, false, &free_old);
-
         Slot const &slot = row.slot;
         Datum values[kSlotColumns] = {Int32GetDatum(slot.number),      TimestampTzGetDatum(slot.window_start),
                                       TimestampTzGetDatum(slot.resets_at), Int64GetDatum(slot.used),
@@ -217,25 +204,7 @@ void write_slot(const SlotRow &row)
         int columns[kSlotColumns];
         for (int i = 0; i < kSlotColumns; i++)
             columns[i] = table.attnums[i];
-        HeapTuple updated = heap_modify_tuple_by_cols(old, RelationGetDescr(rel), kSlotColumns, columns, values, isnull);
-        simple_heap_update(rel, &tid, updated);
-        if (!HeapTupleIsHeapOnly(updated)) {
-            /* Not a HOT update: the new version needs its own primary-key entry. */
-            Relation index = index_open(table.primary_key, RowExclusiveLock);
-            IndexInfo *info = BuildIndexInfo(index);
-            TupleTableSlot *fresh = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
-            ExecStoreHeapTuple(updated, fresh, false);
-            Datum key_values[INDEX_MAX_KEYS];
-            bool key_isnull[INDEX_MAX_KEYS];
-            FormIndexDatum(info, fresh, nullptr, key_values, key_isnull);
-            index_insert(index, key_values, key_isnull, &updated->t_self, rel, UNIQUE_CHECK_YES, true, info);
-            ExecDropSingleTupleTableSlot(fresh);
-            index_close(index, NoLock);
-        }
-        if (free_old)
-            heap_freetuple(old);
-        heap_freetuple(updated);
-        ExecDropSingleTupleTableSlot(tuple);
+        rewrite_row(rel, table.primary_key, row.row, kSlotColumns, columns, values, isnull);
         table_close(rel, NoLock);
     });
 }

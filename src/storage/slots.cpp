@@ -152,14 +152,7 @@ ExpiredHolds expire_slot_holds(AccountKey key, int32 slot, TimestampTz now)
 {
     Datum values[4] = {key.team, key.resource, TimestampTzGetDatum(now), Int32GetDatum(slot)};
     execute(expire_slot_holds_sql, values, nullptr, false);
-    ExpiredHolds expired;
-    bool isnull = false;
-    expired.amount = DatumGetInt64(column(1, &isnull));
-    expired.count = DatumGetInt64(column(2, &isnull));
-    Datum const next = column(3, &isnull);
-    expired.has_next_expiry = !isnull;
-    expired.next_expiry = isnull ? 0 : DatumGetTimestampTz(next);
-    return expired;
+    return expired_holds_result();
 }
 
 std::vector<SlotKey> lock_slots_with_expired_holds(TimestampTz now)

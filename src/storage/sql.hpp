@@ -48,4 +48,8 @@ Datum column(int number, bool *isnull);
 /* Column `number` of result row `row`. */
 Datum column_of(uint64 row, int number, bool *isnull);
 
+struct ExpiredHolds;
+/* The result of an expiry statement: (credits, count, next expiry). */
+ExpiredHolds expired_holds_result();
+
 } // namespace quota::storage

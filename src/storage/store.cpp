@@ -298,6 +298,11 @@ ExpiredHolds expire_holds(AccountKey key, TimestampTz now)
 {
     Datum values[3] = {key.team, key.resource, TimestampTzGetDatum(now)};
     execute(expire_holds_sql, values, nullptr, false);
+    return expired_holds_result();
+}
+
+ExpiredHolds expired_holds_result()
+{
     ExpiredHolds expired;
     bool isnull = false;
     expired.amount = DatumGetInt64(column(1, &isnull));
