@@ -28,6 +28,11 @@ SELECT reservation, held FROM quota.reserve_credit('acme', 3, 'remix', idempoten
 SELECT quota.set_account('bigco', 0, unlimited => true);
 SELECT granted, used, credit_limit, remaining FROM quota.charge_credit('bigco', 250);
 
+-- One very busy team: split its account into slots, so concurrent calls do not take turns.
+SELECT quota.set_slots('bigco', 8);
+SELECT granted, used, remaining FROM quota.charge_credit('bigco', 5);
+SELECT slot, used, held, share FROM quota.slots WHERE team = 'bigco' ORDER BY slot;
+
 -- What operators look at.
 SELECT team, resource, credit_limit, used, held, remaining, unlimited, period, resets_at, limited
   FROM quota.usage ORDER BY team, resource;
