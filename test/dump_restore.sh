@@ -19,11 +19,17 @@ SELECT quota.reserve_credit('acme', 7, idempotency_key => 'open-one');
 SELECT quota.commit_credit((quota.reserve_credit('acme', 3)).reservation, 2);
 SELECT quota.release_credit((quota.reserve_credit('acme', 1)).reservation);
 SELECT quota.reserve_credit('acme', 4, 'remix', hold_for => NULL);
+SELECT quota.set_account('hot', 50);
+SELECT quota.set_slots('hot', 4);
+SELECT quota.charge_credit('hot', 3);
+SELECT quota.reserve_credit('hot', 2, hold_for => NULL, idempotency_key => 'slotted-one');
 SQL
 state="SELECT string_agg(row(u.*)::text, E'\n' ORDER BY team, resource) FROM quota.usage u;"
 holds="SELECT string_agg(row(h.*)::text, E'\n' ORDER BY id) FROM quota.holds h;"
+slots="SELECT string_agg(row(s.*)::text, E'\n' ORDER BY team, resource, slot) FROM quota.slots s;"
 before_usage=$(psql_in quota_dump_src "$state")
 before_holds=$(psql_in quota_dump_src "$holds")
+before_slots=$(psql_in quota_dump_src "$slots")
 
 pg_dump -Fc -f "$dir/db.dump" quota_dump_src
 createdb quota_dump_dst
@@ -31,7 +37,16 @@ pg_restore --exit-on-error -d quota_dump_dst "$dir/db.dump"
 
 [ "$(psql_in quota_dump_dst "$state")" = "$before_usage" ] || fail "accounts differ after restore"
 [ "$(psql_in quota_dump_dst "$holds")" = "$before_holds" ] || fail "holds differ after restore"
-[ "$(psql_in quota_dump_dst "SELECT count(*) FROM quota.holds WHERE state = 'open'")" = 2 ] || fail "open holds lost"
+[ "$(psql_in quota_dump_dst "$slots")" = "$before_slots" ] || fail "slots differ after restore"
+[ "$(psql_in quota_dump_dst "SELECT count(*) FROM quota.holds WHERE state = 'open'")" = 3 ] || fail "open holds lost"
+# A slotted account continues: its slots spend, its keyed hold answers and commits.
+[ "$(psql_in quota_dump_dst "SELECT used || '/' || held FROM quota.charge_credit('hot', 1)")" = "4/2" ] ||
+    fail "a charge on a restored slotted account"
+slotted_id=$(psql_in quota_dump_dst "SELECT id FROM quota.holds WHERE idempotency_key = 'slotted-one'")
+[ "$(psql_in quota_dump_dst "SELECT (quota.reserve_credit('hot', 2, idempotency_key => 'slotted-one')).reservation")" = "$slotted_id" ] ||
+    fail "idempotency key of a slotted hold lost"
+[ "$(psql_in quota_dump_dst "SELECT used || '/' || held FROM quota.commit_credit($slotted_id)")" = "6/0" ] ||
+    fail "commit of a restored slotted hold"
 
 # It continues: the open hold commits, its idempotency key still answers,
 # and new reservations get fresh ids.
@@ -48,4 +63,4 @@ new_id=$(psql_in quota_dump_dst "SELECT (quota.reserve_credit('acme')).reservati
     fail "set_account became executable by PUBLIC"
 
 dropdb quota_dump_src; dropdb quota_dump_dst
-echo "dump_restore: ok (accounts, open and settled holds, idempotency keys, id sequence, privileges)"
+echo "dump_restore: ok (accounts, open and settled holds, slots, idempotency keys, id sequence, privileges)"
