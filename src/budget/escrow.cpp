@@ -70,16 +70,17 @@ struct LastClaim {
 };
 LastClaim last_claim;
 
+/* hash_any() of a text's bytes; call inside guarded(). */
+uint32 text_hash(Datum value)
+{
+    struct varlena *flat = pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(value)));
+    return DatumGetUInt32(hash_any(reinterpret_cast<const unsigned char *>(VARDATA_ANY(flat)),
+                                   static_cast<int>(VARSIZE_ANY_EXHDR(flat))));
+}
+
 uint32 account_hash(AccountKey key)
 {
-    return bridge::guarded_value([&] {
-        auto hash_text = [](Datum value) {
-            struct varlena *flat = pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(value)));
-            return DatumGetUInt32(hash_any(reinterpret_cast<const unsigned char *>(VARDATA_ANY(flat)),
-                                           static_cast<int>(VARSIZE_ANY_EXHDR(flat))));
-        };
-        return hash_combine(hash_text(key.team), hash_text(key.resource));
-    });
+    return bridge::guarded_value([&] { return hash_combine(text_hash(key.team), text_hash(key.resource)); });
 }
 
 /* Lock a slot that can grant `amount` now: the first free one from home, else wait for the first busy one. */
@@ -112,19 +113,6 @@ void remember_claim(const SlotRow &row)
 {
     last_claim.xid = GetCurrentTransactionIdIfAny();
     last_claim.slot = row.slot.number;
-}
-
-/* Release the slot's holds that have expired: their credits go back to its share.  The slot is locked. */
-void expire_due(AccountKey key, Slot &slot, TimestampTz now)
-{
-    if (!slot.has_next_expiry || slot.next_expiry > now)
-        return;
-    storage::ExpiredHolds const expired = storage::expire_slot_holds(key, slot.number, now);
-    slot.held -= expired.amount;
-    if (!slot.unlimited)
-        slot.share = checked_add(slot.share, expired.amount);
-    slot.has_next_expiry = expired.has_next_expiry;
-    slot.next_expiry = expired.next_expiry;
 }
 
 /* Take `amount` from the slot's share, as a grant does (the slot covered it). */
@@ -177,13 +165,21 @@ int32 home_slot(int32 count)
 
 int32 key_slot(Datum idempotency_key, int32 count)
 {
-    uint32 const hash = bridge::guarded_value([&] {
-        auto *key = reinterpret_cast<struct varlena *>(DatumGetPointer(idempotency_key));
-        struct varlena *flat = pg_detoast_datum_packed(key);
-        return DatumGetUInt32(hash_any(reinterpret_cast<const unsigned char *>(VARDATA_ANY(flat)),
-                                       static_cast<int>(VARSIZE_ANY_EXHDR(flat))));
-    });
+    uint32 const hash = bridge::guarded_value([&] { return text_hash(idempotency_key); });
     return static_cast<int32>(hash % static_cast<uint32>(count));
+}
+
+int64 expire_due(AccountKey key, Slot &slot, TimestampTz now)
+{
+    if (!slot.has_next_expiry || slot.next_expiry > now)
+        return 0;
+    storage::ExpiredHolds const expired = storage::expire_slot_holds(key, slot.number, now);
+    slot.held -= expired.amount;
+    if (!slot.unlimited)
+        slot.share = checked_add(slot.share, expired.amount);
+    slot.has_next_expiry = expired.has_next_expiry;
+    slot.next_expiry = expired.next_expiry;
+    return expired.count;
 }
 
 bool charge(AccountKey key, const Account &seen, int64 amount, TimestampTz now, Grant &grant)

@@ -25,6 +25,12 @@ int32 home_slot(int32 count);
 /* The slot an idempotency key belongs to: retries with one key always meet in one slot. */
 int32 key_slot(Datum idempotency_key, int32 count);
 
+/*
+ * Release the locked slot's holds that have expired by `now`: their credits
+ * go back to its share.  Returns how many.
+ */
+int64 expire_due(AccountKey key, Slot &slot, TimestampTz now);
+
 /* `seen` is the account as the call's snapshot shows it, with seen.slots > 0. */
 bool charge(AccountKey key, const Account &seen, int64 amount, TimestampTz now, Grant &grant);
 bool reserve(AccountKey key, const Account &seen, int64 amount, const Period *hold_for,

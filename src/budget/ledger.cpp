@@ -123,11 +123,9 @@ Locked lock_for_spending(AccountKey key, TimestampTz now)
     return locked;
 }
 
-/* The hold and its account, locked in the extension's lock order: account (and slots) first. */
+/* The hold (read already) and its account, locked in the extension's lock order: account (and slots) first. */
 Locked lock_hold(int64 reservation, TimestampTz now, Hold &hold)
 {
-    if (!storage::read_hold(reservation, hold))
-        unknown_reservation(reservation);
     Locked locked;
     if (!try_lock(hold.key, now, locked))
         unknown_account(hold.key);
@@ -157,27 +155,26 @@ size_t slot_index(const Locked &locked, int32 number)
     return locked.slots.size();
 }
 
-/* Deal out what the account has left as the slots' shares, then write what changed. */
-void write_back(Locked &locked)
+/*
+ * Deal out what the account has left as the slots' shares, then write the
+ * slots that changed.  Returns the whole account (totals()).
+ */
+Account write_back(Locked &locked)
 {
-    if (locked.slotted()) {
-        Account const sum = totals(locked);
-        auto const count = static_cast<int32>(locked.slots.size());
-        for (int32 i = 0; i < count; i++) {
-            if (deal_share(locked.slots[i].slot, sum, i, count))
-                locked.slot_dirty[i] = 1;
-        }
-        for (int32 i = 0; i < count; i++) {
-            if (locked.slot_dirty[i] && !locked.slot_new[i]) /* new slots are inserted by set_slots() */
-                storage::update_slot(locked.slots[i]);
-        }
+    Account const sum = totals(locked);
+    auto const count = static_cast<int32>(locked.slots.size());
+    for (int32 i = 0; i < count; i++) {
+        if (deal_share(locked.slots[i].slot, sum, i, count))
+            locked.slot_dirty[i] = 1;
+        if (locked.slot_dirty[i] && !locked.slot_new[i]) /* new slots are inserted by set_slots() */
+            storage::update_slot(locked.slots[i]);
     }
+    return sum;
 }
 
 Grant reply(Locked &locked, bool granted, TimestampTz now)
 {
-    write_back(locked);
-    Grant grant = grant_of(locked.slotted() ? totals(locked) : locked.account, granted, now);
+    Grant grant = grant_of(write_back(locked), granted, now);
     if (locked.dirty)
         storage::update_account(locked.row, locked.account);
     storage::finish();
@@ -338,8 +335,10 @@ Grant commit(int64 reservation, const int64 *amount)
     TimestampTz const now = transaction_now();
     storage::connect();
     Hold hold;
+    if (!storage::read_hold(reservation, hold))
+        unknown_reservation(reservation);
     Grant fast;
-    if (storage::read_hold(reservation, hold) && escrow::commit(hold, amount, now, fast)) {
+    if (escrow::commit(hold, amount, now, fast)) {
         storage::finish();
         return fast;
     }
@@ -373,8 +372,10 @@ bool release(int64 reservation)
     TimestampTz const now = transaction_now();
     storage::connect();
     Hold hold;
+    if (!storage::read_hold(reservation, hold))
+        unknown_reservation(reservation);
     bool released = false;
-    if (storage::read_hold(reservation, hold) && escrow::release(hold, now, released)) {
+    if (escrow::release(hold, now, released)) {
         storage::finish();
         return released;
     }
@@ -454,16 +455,9 @@ int64 expire_holds()
             storage::update_account(locked.row, locked.account);
     }
     /* The slots' holds: each slot locked (SKIP LOCKED) on its own; their credits go back to its share. */
-    for (storage::SlotKey const &found : storage::lock_slots_with_expired_holds(now)) {
-        SlotRow row;
-        if (!storage::lock_slot(found.key, found.slot, row))
-            continue;
-        storage::ExpiredHolds const expired = storage::expire_slot_holds(found.key, found.slot, now);
-        apply_expired(row.slot, expired);
-        if (!row.slot.unlimited)
-            row.slot.share = checked_add(row.slot.share, expired.amount);
-        storage::update_slot(row);
-        released += expired.count;
+    for (storage::LockedSlot &found : storage::lock_slots_with_expired_holds(now)) {
+        released += escrow::expire_due(found.key, found.row.slot, now);
+        storage::update_slot(found.row);
     }
     storage::finish();
     return released;

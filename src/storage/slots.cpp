@@ -19,11 +19,6 @@ namespace {
 #define SLOT_TYPES INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID
 #define SLOTS_OF(team, resource) "s.team" EQ team " AND s.resource" EQ resource
 
-Statement lock_slot_sql = {
-    "SELECT s.ctid, " SLOT_COLUMNS " FROM quota.slots s WHERE " SLOTS_OF("$1", "$2") " AND s.slot" EQ "$3"
-    " FOR UPDATE",
-    nullptr, 3, {TEXTOID, TEXTOID, INT4OID}};
-
 Statement lock_all_slots_sql = {
     "SELECT s.ctid, " SLOT_COLUMNS " FROM quota.slots s WHERE " SLOTS_OF("$1", "$2") " ORDER BY s.slot FOR UPDATE",
     nullptr, 2, {TEXTOID, TEXTOID}};
@@ -59,7 +54,8 @@ Statement expire_slot_holds_sql = {
     nullptr, 4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, INT4OID}};
 
 Statement lock_expired_slots_sql = {
-    "SELECT s.team, s.resource, s.slot FROM quota.slots s WHERE s.next_expiry" LE "$1 FOR UPDATE SKIP LOCKED",
+    "SELECT s.ctid, " SLOT_COLUMNS ", s.team, s.resource FROM quota.slots s WHERE s.next_expiry" LE "$1"
+    " FOR UPDATE SKIP LOCKED",
     nullptr, 1, {TIMESTAMPTZOID}};
 
 /* Result row `i` of a "ctid, SLOT_COLUMNS" query. */
@@ -101,16 +97,6 @@ void encode_slot(const Slot &slot, Datum *values, char *nulls)
 }
 
 } // namespace
-
-bool lock_slot(AccountKey key, int32 number, SlotRow &out)
-{
-    Datum values[3] = {key.team, key.resource, Int32GetDatum(number)};
-    execute(lock_slot_sql, values, nullptr, false);
-    if (SPI_processed == 0)
-        return false;
-    out = slot_row(0);
-    return true;
-}
 
 std::vector<SlotRow> lock_all_slots(AccountKey key)
 {
@@ -155,20 +141,19 @@ ExpiredHolds expire_slot_holds(AccountKey key, int32 slot, TimestampTz now)
     return expired_holds_result();
 }
 
-std::vector<SlotKey> lock_slots_with_expired_holds(TimestampTz now)
+std::vector<LockedSlot> lock_slots_with_expired_holds(TimestampTz now)
 {
-    std::vector<SlotKey> keys;
+    std::vector<LockedSlot> found;
     if (!schema_has_slots())
-        return keys;
+        return found;
     Datum values[1] = {TimestampTzGetDatum(now)};
     execute(lock_expired_slots_sql, values, nullptr, false);
-    keys.reserve(SPI_processed);
+    found.reserve(SPI_processed);
     for (uint64 i = 0; i < SPI_processed; i++) {
         bool isnull = false;
-        keys.push_back(SlotKey{AccountKey{column_of(i, 1, &isnull), column_of(i, 2, &isnull)},
-                               DatumGetInt32(column_of(i, 3, &isnull))});
+        found.push_back(LockedSlot{AccountKey{column_of(i, 9, &isnull), column_of(i, 10, &isnull)}, slot_row(i)});
     }
-    return keys;
+    return found;
 }
 
 } // namespace quota::storage

@@ -98,9 +98,6 @@ struct SlotRow {
     ItemPointerData row{};
 };
 
-/* Lock slot `number` (SQL), waiting for it; false when it does not exist. */
-bool lock_slot(AccountKey key, int32 number, SlotRow &out);
-
 /* Lock every slot of the account, in slot order (the caller holds the account row). */
 std::vector<SlotRow> lock_all_slots(AccountKey key);
 
@@ -151,11 +148,11 @@ SlotTotals slot_totals(AccountKey key, TimestampTz now, Snapshot snapshot, Accou
 ExpiredHolds expire_slot_holds(AccountKey key, int32 slot, TimestampTz now);
 
 /* Lock, skipping rows other transactions hold, every slot with holds that may have expired. */
-struct SlotKey {
+struct LockedSlot {
     AccountKey key;
-    int32 slot;
+    SlotRow row;
 };
-std::vector<SlotKey> lock_slots_with_expired_holds(TimestampTz now);
+std::vector<LockedSlot> lock_slots_with_expired_holds(TimestampTz now);
 
 /* Decode a quota.accounts row value (the view's per-row state); without_slots: a database at 1.0. */
 Account account_from_row(HeapTupleHeader row, bool with_slots);
