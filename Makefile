@@ -8,10 +8,11 @@ OBJS = \
 	src/budget/ledger.o \
 	src/budget/escrow.o \
 	src/storage/store.o \
+	src/storage/table.o \
 	src/storage/direct.o \
 	src/storage/slots.o \
 	src/storage/direct_slots.o \
-	src/entry/settings.o \
+	src/budget/settings.o \
 	src/entry/functions.o
 DATA         = $(wildcard sql/quota--*.sql)
 
@@ -23,7 +24,7 @@ PG_CXXFLAGS  = -std=c++17 -Wall -Wextra $(QUOTA_WERROR)
 SHLIB_LINK  += -lstdc++
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS      = setup accounts spending holds periods bad_input security settings table_changes slots inspection
+REGRESS      = setup accounts spending holds periods bad_input security settings table_changes slots inspection hardening
 REGRESS_OPTS = --inputdir=.
 # isolation tester: test/specs/<name>.spec against test/expected/<name>.out
 ISOLATION    = last_credit reserve_vs_charge commit_vs_release double_settle \

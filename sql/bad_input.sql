@@ -35,6 +35,7 @@ SELECT try($$SELECT quota.release_credit(NULL)$$);
 SELECT try($$SELECT quota.is_team_limited(NULL)$$);
 SELECT try($$SELECT quota.is_team_limited('bad', NULL)$$);
 -- ... and the other arguments that have no meaning as NULL
+-- (anchor NULL is not one of them: it keeps an existing account's billing grid)
 SELECT try($$SELECT quota.set_account('bad', 10, anchor => NULL)$$);
 SELECT try($$SELECT quota.set_account('bad', 10, unlimited => NULL)$$);
 SELECT try($$SELECT quota.charge_credit('bad', 1, allow_overdraft => NULL)$$);

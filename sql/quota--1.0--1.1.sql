@@ -64,9 +64,8 @@ REVOKE EXECUTE ON FUNCTION quota.set_slots(text, integer, text) FROM PUBLIC;
 -- Reading: quota.usage sums the slots
 --------------------------------------------------------------------------
 
-DROP VIEW quota.usage;
-DROP FUNCTION quota._account_state(quota.accounts, bigint);
-
+-- The new _account_state sits beside the old one until the view is
+-- replaced in place (a DROP VIEW would fail on views users built on it).
 CREATE FUNCTION quota._account_state(
     account quota.accounts,
     expired_held bigint,
@@ -89,7 +88,7 @@ COMMENT ON FUNCTION quota._account_state(quota.accounts, bigint, timestamptz, bi
 
 -- A slotted account adds its slots: their held, and their used in the newest
 -- window a current slot has (slots_window; see add_slots in src/budget).
-CREATE VIEW quota.usage AS
+CREATE OR REPLACE VIEW quota.usage AS
 SELECT a.team,
        a.resource,
        s.credit_limit,
@@ -126,4 +125,4 @@ SELECT a.team,
 
 COMMENT ON VIEW quota.usage IS 'every budget as of now: rolled-over windows, expired holds released, slots summed';
 
-GRANT SELECT ON quota.usage TO PUBLIC;
+DROP FUNCTION quota._account_state(quota.accounts, bigint);

@@ -2,6 +2,47 @@
 \echo Use "CREATE EXTENSION quota" to load this file. \quit
 
 --------------------------------------------------------------------------
+-- The schema must be ours.  CREATE EXTENSION creates schema quota when it
+-- does not exist; one that exists already is used only if it is empty and
+-- owned by the installing role or a superuser (pg_dump's output creates
+-- the empty schema itself just before CREATE EXTENSION).  Anyone else's
+-- schema would own the budgets: its owner could read and exhaust every
+-- team's credits, rename the schema away or drop it with everything in it.
+--------------------------------------------------------------------------
+DO $$
+DECLARE
+    schema_oid oid;
+    schema_owner oid;
+BEGIN
+    SELECT n.oid, n.nspowner INTO schema_oid, schema_owner
+      FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) 'quota';
+    IF schema_owner OPERATOR(pg_catalog.<>) (SELECT r.oid FROM pg_catalog.pg_roles r
+                                              WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
+       AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) schema_owner) THEN
+        RAISE EXCEPTION 'schema "quota" is owned by role "%"', pg_catalog.pg_get_userbyid(schema_owner)
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'quota installs only into a schema "quota" that it creates, or an empty one owned by the installing role or a superuser.',
+                  HINT = 'Drop or rename that schema, or let its owner or a superuser install quota.';
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) schema_oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) schema_oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_type t WHERE t.typnamespace OPERATOR(pg_catalog.=) schema_oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_operator o WHERE o.oprnamespace OPERATOR(pg_catalog.=) schema_oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_collation c WHERE c.collnamespace OPERATOR(pg_catalog.=) schema_oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_conversion c WHERE c.connamespace OPERATOR(pg_catalog.=) schema_oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_opfamily f WHERE f.opfnamespace OPERATOR(pg_catalog.=) schema_oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_ts_config c WHERE c.cfgnamespace OPERATOR(pg_catalog.=) schema_oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_ts_dict d WHERE d.dictnamespace OPERATOR(pg_catalog.=) schema_oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_statistic_ext e WHERE e.stxnamespace OPERATOR(pg_catalog.=) schema_oid) THEN
+        RAISE EXCEPTION 'schema "quota" is not empty'
+            USING ERRCODE = 'duplicate_schema',
+                  DETAIL = 'quota installs only into a schema "quota" that it creates, or an empty one owned by the installing role or a superuser.',
+                  HINT = 'Drop or rename that schema first.';
+    END IF;
+END
+$$;
+
+--------------------------------------------------------------------------
 -- Storage
 --------------------------------------------------------------------------
 

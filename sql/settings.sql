@@ -30,7 +30,7 @@ SELECT period, window_start = anchor AS anchored_at_creation, created FROM quota
 SELECT quota.set_account('explicit', 1);
 SELECT credit_limit, period FROM quota.usage WHERE team = 'explicit';
 
--- A default limit of zero: fresh accounts are limited, spending is denied (and still creates the account).
+-- A default limit of zero: fresh accounts are limited, spending is denied, and a denial creates nothing.
 SET quota.default_limit = 0;
 SELECT quota.is_team_limited('broke');
 SELECT granted, used, credit_limit, remaining, retry_after > 0 AS retry_later FROM quota.charge_credit('broke');

@@ -9,6 +9,7 @@
 extern "C" {
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -22,8 +23,16 @@ extern "C" {
 #include "common/hashfn.h"
 #include "storage/backendid.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_opfamily.h"
 #include "catalog/pg_type.h"
+#include "common/string.h"
+#include "mb/pg_wchar.h"
+#include "storage/lmgr.h"
+#include "access/xlog.h"
+#include "tcop/utility.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -43,4 +52,5 @@ extern "C" {
 #include "utils/resowner.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 }

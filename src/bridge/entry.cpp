@@ -5,6 +5,7 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <new>
 
 namespace quota {
@@ -47,15 +48,81 @@ struct PendingError {
 
 PendingError pending;
 
+/* Copy `source` into `target`, cut if it must be on a character boundary (never inside a multibyte sequence). */
 void copy_text(char *target, size_t size, const char *source)
 {
-    std::snprintf(target, size, "%s", source);
+    size_t length = std::strlen(source);
+    if (length >= size)
+        length = static_cast<size_t>(pg_mbcliplen(source, static_cast<int>(length), static_cast<int>(size - 1)));
+    std::memcpy(target, source, length);
+    target[length] = '\0';
+}
+
+/* True when the client's encoding can show `text` (called from a C frame: PG_TRY around a pure conversion). */
+bool client_can_show(const char *text)
+{
+    if (pg_is_ascii(text) || pg_get_client_encoding() == GetDatabaseEncoding())
+        return true;
+    MemoryContext const context = CurrentMemoryContext;
+    volatile bool shown = true;
+    PG_TRY();
+    {
+        char *converted = pg_server_to_client(text, static_cast<int>(std::strlen(text)));
+        if (converted != text)
+            pfree(converted);
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(context);
+        FlushErrorState();
+        shown = false;
+    }
+    PG_END_TRY();
+    return shown;
+}
+
+/* Replace every non-ASCII character with an escape (\u00fc, or \xNN outside UTF-8), in place. */
+void escape_non_ascii(char *text, size_t size)
+{
+    char escaped[sizeof(PendingError::message)];
+    size_t out = 0;
+    bool const utf8 = GetDatabaseEncoding() == PG_UTF8;
+    for (const char *p = text; *p != '\0' && out + 12 < sizeof(escaped);) {
+        auto const byte = static_cast<unsigned char>(*p);
+        if (byte < 0x80) {
+            escaped[out++] = *p++;
+            continue;
+        }
+        int const length = pg_mblen(p);
+        if (utf8)
+            out += static_cast<size_t>(std::snprintf(escaped + out, sizeof(escaped) - out, "\\u%04x",
+                                                     utf8_to_unicode(reinterpret_cast<const unsigned char *>(p))));
+        else
+            for (int i = 0; i < length; i++)
+                out += static_cast<size_t>(std::snprintf(escaped + out, sizeof(escaped) - out, "\\x%02x",
+                                                         static_cast<unsigned char>(p[i])));
+        p += length;
+    }
+    escaped[out] = '\0';
+    copy_text(text, size, escaped);
+}
+
+void make_showable(char *text, size_t size)
+{
+    if (!client_can_show(text))
+        escape_non_ascii(text, size);
 }
 
 } // namespace
 
-Datum call(FunctionCallInfo fcinfo, Body body, Access access)
+Datum call(FunctionCallInfo fcinfo, Body body, Access access, Effect effect, const char *name)
 {
+    /* Before anything runs: a write in a read-only transaction or during recovery is refused (25006). */
+    if (effect == Effect::Writes) {
+        PreventCommandIfReadOnly(name);
+        PreventCommandDuringRecovery(name);
+    }
+
     Oid saved_user = InvalidOid;
     int saved_context = 0;
     bool switched = false;
@@ -102,12 +169,16 @@ Datum call(FunctionCallInfo fcinfo, Body body, Access access)
 
     if (pg_error != nullptr)
         ReThrowError(pg_error);
-    if (failed)
+    if (failed) {
+        make_showable(pending.message, sizeof(pending.message));
+        make_showable(pending.detail, sizeof(pending.detail));
+        make_showable(pending.hint, sizeof(pending.hint));
         ereport(ERROR,
                 (errcode(pending.sqlstate),
                  errmsg_internal("%s", pending.message),
                  pending.detail[0] != '\0' ? errdetail_internal("%s", pending.detail) : 0,
                  pending.hint[0] != '\0' ? errhint("%s", pending.hint) : 0));
+    }
     return result;
 }
 

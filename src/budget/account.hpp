@@ -82,8 +82,13 @@ struct Grant {
     int32 retry_after = 0;
 };
 
+/* The longest team or resource name, and idempotency key, in bytes. */
+inline constexpr size_t kMaxNameBytes = 256;
+inline constexpr size_t kMaxKeyBytes = 512;
+
 /* Input rules: raise quota::Error with the contract's SQLSTATE. */
 void check_name(const char *what, size_t length);
+void check_key(size_t length);
 void check_amount(int64 amount);
 void check_commit_amount(int64 amount);
 void check_credit_limit(int64 credit_limit);
@@ -93,8 +98,20 @@ void check_anchor(TimestampTz anchor);
 /* Sum that raises 22003 instead of wrapping. */
 int64 checked_add(int64 a, int64 b);
 
-/* The window of the grid anchor + k·period that contains `at` (UTC). */
-Window window_at(TimestampTz anchor, const Period &period, TimestampTz at);
+/*
+ * The window of the grid anchor + k·period that contains `at` (UTC); false
+ * when its start or end is outside the timestamp range.
+ */
+bool window_at(TimestampTz anchor, const Period &period, TimestampTz at, Window &window);
+
+/* window_at(), raising 22008 that names the anchor and period when the window is out of range. */
+Window window_or_error(TimestampTz anchor, const Period &period, TimestampTz at);
+
+/* at + period, in UTC like the windows; false when the result is outside the timestamp range. */
+bool add_interval(TimestampTz at, const Period &period, TimestampTz &out);
+
+/* When a hold made at `now` for `hold_for` expires; 22008 naming hold_for when out of range. */
+TimestampTz hold_expiry(TimestampTz now, const Period &hold_for);
 
 /* A brand-new account's state. */
 Account new_account(int64 credit_limit, bool unlimited, bool has_period, const Period &period, TimestampTz anchor,
@@ -149,8 +166,5 @@ bool deal_share(Slot &slot, const Account &totals, int32 index, int32 count);
  * older window and does not count.
  */
 void add_slots(Account &account, bool has_slots_window, TimestampTz slots_window, int64 slots_used, int64 slots_held);
-
-/* now() + hold_for, in UTC like the windows. */
-TimestampTz add_interval(TimestampTz at, const Period &period);
 
 } // namespace quota

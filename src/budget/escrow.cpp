@@ -35,6 +35,12 @@ constexpr int kAttempts = 1000;
 
 enum class Claim { Taken, Unfit, Busy };
 
+/* A retry loop lets a cancel or a terminate in between its rounds. */
+void interruptible()
+{
+    bridge::guarded([] { CHECK_FOR_INTERRUPTS(); });
+}
+
 /*
  * Lock slot `number` if its newest version passes `fits`.  Unfit: it does
  * not (or does not exist), and nothing is locked.  Busy: another
@@ -44,6 +50,7 @@ template <typename Fits>
 Claim claim(AccountKey key, int32 number, bool wait, const Fits &fits, SlotRow &row)
 {
     for (int attempt = 0; attempt < kAttempts; attempt++) {
+        interruptible();
         if (!storage::peek_slot(key, number, row) || !fits(row.slot))
             return Claim::Unfit;
         switch (storage::lock_seen_slot(row, wait)) {
@@ -61,7 +68,10 @@ Claim claim(AccountKey key, int32 number, bool wait, const Fits &fits, SlotRow &
 /*
  * The slot this transaction last took, per account: a transaction's later
  * calls on the same account try it first, since it holds that slot already
- * (so they need not wait for another).
+ * (so they need not wait for another).  Keyed by the top-level transaction
+ * id: a slot locked inside a savepoint stays locked by the transaction
+ * (unless that savepoint rolls back, when trying it first merely costs a
+ * look).
  */
 struct LastClaim {
     TransactionId xid = InvalidTransactionId;
@@ -87,7 +97,7 @@ uint32 account_hash(AccountKey key)
 bool claim_covering(AccountKey key, int32 count, int64 amount, TimestampTz now, SlotRow &row)
 {
     auto const serves = [amount, now](const Slot &slot) { return slot_current(slot, now) && slot_covers(slot, amount); };
-    TransactionId const xid = GetCurrentTransactionIdIfAny();
+    TransactionId const xid = GetTopTransactionIdIfAny();
     uint32 const account = account_hash(key);
     bool const again = TransactionIdIsValid(xid) && xid == last_claim.xid && account == last_claim.account &&
                        last_claim.slot < count;
@@ -111,7 +121,7 @@ bool claim_covering(AccountKey key, int32 count, int64 amount, TimestampTz now, 
 /* After the write: remember the slot under the transaction's id. */
 void remember_claim(const SlotRow &row)
 {
-    last_claim.xid = GetCurrentTransactionIdIfAny();
+    last_claim.xid = GetTopTransactionIdIfAny();
     last_claim.slot = row.slot.number;
 }
 
@@ -145,6 +155,7 @@ template <typename Judge>
 bool claim_for_hold(const Hold &seen, Hold &hold, SlotRow &row, const Judge &judge)
 {
     for (int attempt = 0; attempt < kAttempts; attempt++) {
+        interruptible();
         if (!storage::peek_slot(seen.key, seen.slot, row))
             return false;
         if (!storage::read_hold(seen.id, hold) || !hold.has_slot || hold.slot != seen.slot || !judge(row.slot, hold))
@@ -197,7 +208,7 @@ bool charge(AccountKey key, const Account &seen, int64 amount, TimestampTz now, 
     return true;
 }
 
-bool reserve(AccountKey key, const Account &seen, int64 amount, const Period *hold_for,
+bool reserve(AccountKey key, const Account &seen, int64 amount, const TimestampTz *expires_at,
              const Datum *idempotency_key, TimestampTz now, Grant &grant)
 {
     if (!storage::slots_direct())
@@ -212,6 +223,7 @@ bool reserve(AccountKey key, const Account &seen, int64 amount, const Period *ho
         int32 const number = key_slot(*idempotency_key, seen.slots);
         bool taken = false;
         for (int attempt = 0; attempt < kAttempts && !taken; attempt++) {
+            interruptible();
             if (!storage::peek_slot(key, number, row))
                 return false;
             Hold earlier;
@@ -235,16 +247,11 @@ bool reserve(AccountKey key, const Account &seen, int64 amount, const Period *ho
     expire_due(key, slot, now);
     slot.held = checked_add(slot.held, amount);
     take_share(slot, amount);
-    TimestampTz expires_at = 0;
-    if (hold_for != nullptr) {
-        expires_at = add_interval(now, *hold_for);
-        if (!slot.has_next_expiry || expires_at < slot.next_expiry) {
-            slot.has_next_expiry = true;
-            slot.next_expiry = expires_at;
-        }
+    if (expires_at != nullptr && (!slot.has_next_expiry || *expires_at < slot.next_expiry)) {
+        slot.has_next_expiry = true;
+        slot.next_expiry = *expires_at;
     }
-    int64 const id = storage::insert_hold(key, amount, now, hold_for != nullptr ? &expires_at : nullptr,
-                                          idempotency_key, &slot.number);
+    int64 const id = storage::insert_hold(key, amount, now, expires_at, idempotency_key, &slot.number);
     storage::write_slot(row);
     if (idempotency_key == nullptr)
         remember_claim(row);
@@ -327,10 +334,10 @@ bool release(const Hold &seen, TimestampTz now, bool &released)
     return true;
 }
 
-Grant reply(AccountKey key, Account seen, bool granted, TimestampTz now)
+Grant reply(AccountKey key, Account seen, bool granted, TimestampTz now, storage::Intent intent)
 {
     /* One snapshot for the account row, its slots and its expired holds: one consistent state. */
-    Snapshot const snapshot = storage::take_snapshot();
+    Snapshot const snapshot = storage::take_snapshot(intent);
     Account fresh;
     storage::SlotTotals const slots = storage::slot_totals(key, now, snapshot, fresh);
     if (slots.has_account)

@@ -2,7 +2,7 @@
 
 #include "bridge/error.hpp"
 #include "budget/escrow.hpp"
-#include "entry/settings.hpp"
+#include "budget/settings.hpp"
 
 #include <vector>
 
@@ -108,19 +108,27 @@ bool try_lock(AccountKey key, TimestampTz now, Locked &locked, bool with_slots =
     return true;
 }
 
-/* try_lock(), creating the account with the default settings when they allow it. */
-Locked lock_for_spending(AccountKey key, TimestampTz now)
+/*
+ * try_lock(), creating the account with the default settings when they
+ * allow it and the call is granted on it.  A call that a fresh account
+ * would deny creates nothing: then `denial` is its reply and false returns.
+ */
+bool lock_for_spending(AccountKey key, TimestampTz now, int64 amount, bool allow_overdraft, Locked &locked,
+                       Grant &denial)
 {
-    Locked locked;
     if (try_lock(key, now, locked))
-        return locked;
+        return true;
     Account fresh;
     if (!default_account(now, fresh))
         unknown_account(key);
+    if (!allow_overdraft && !fits(fresh, amount)) {
+        denial = grant_of(fresh, false, now);
+        return false;
+    }
     storage::insert_account(key, fresh); /* a concurrent creator may win: then lock theirs */
     if (!try_lock(key, now, locked))
         unknown_account(key);
-    return locked;
+    return true;
 }
 
 /* The hold (read already) and its account, locked in the extension's lock order: account (and slots) first. */
@@ -221,16 +229,17 @@ Target spend_target(Locked &locked, const Datum *idempotency_key)
 
 } // namespace
 
-void set_account(AccountKey key, int64 credit_limit, const Period *period, TimestampTz anchor, bool unlimited)
+void set_account(AccountKey key, int64 credit_limit, const Period *period, const TimestampTz *anchor, bool unlimited)
 {
     TimestampTz const now = transaction_now();
     Period const terms = period != nullptr ? *period : Period{};
-    storage::connect();
+    storage::connect(storage::Intent::Write);
     for (;;) {
         Locked locked;
         if (try_lock(key, now, locked)) {
-            /* The old terms have had their say (rollover, expiry); now the new ones apply. */
-            change_terms(locked.account, credit_limit, unlimited, period != nullptr, terms, anchor, now);
+            /* The old terms have had their say (rollover, expiry); now the new ones apply, on the same grid by default. */
+            TimestampTz const grid = anchor != nullptr ? *anchor : locked.account.anchor;
+            change_terms(locked.account, credit_limit, unlimited, period != nullptr, terms, grid, now);
             locked.dirty = true;
             for (size_t i = 0; i < locked.slots.size(); i++) {
                 if (align_slot(locked.slots[i].slot, locked.account, true))
@@ -239,7 +248,9 @@ void set_account(AccountKey key, int64 credit_limit, const Period *period, Times
             reply(locked, true, now);
             return;
         }
-        if (storage::insert_account(key, new_account(credit_limit, unlimited, period != nullptr, terms, anchor, now)))
+        Account const fresh =
+            new_account(credit_limit, unlimited, period != nullptr, terms, anchor != nullptr ? *anchor : now, now);
+        if (storage::insert_account(key, fresh))
             break;
         /* Created concurrently since our look: update that row instead. */
     }
@@ -249,7 +260,7 @@ void set_account(AccountKey key, int64 credit_limit, const Period *period, Times
 void set_slots(AccountKey key, int32 count)
 {
     TimestampTz const now = transaction_now();
-    storage::connect();
+    storage::connect(storage::Intent::Write);
     Locked locked;
     if (!try_lock(key, now, locked))
         unknown_account(key);
@@ -288,18 +299,23 @@ void set_slots(AccountKey key, int32 count)
     storage::finish();
 }
 
-Grant reserve(AccountKey key, int64 amount, const Period *hold_for, const Datum *idempotency_key)
+Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const Datum *idempotency_key)
 {
     TimestampTz const now = transaction_now();
-    storage::connect();
+    storage::connect(storage::Intent::Write);
     Account seen;
     Grant fast;
     if (storage::fetch_account(key, seen) && seen.slots > 0 &&
-        escrow::reserve(key, seen, amount, hold_for, idempotency_key, now, fast)) {
+        escrow::reserve(key, seen, amount, expires_at, idempotency_key, now, fast)) {
         storage::finish();
         return fast;
     }
-    Locked locked = lock_for_spending(key, now);
+    Locked locked;
+    Grant denial;
+    if (!lock_for_spending(key, now, amount, false, locked, denial)) {
+        storage::finish();
+        return denial;
+    }
 
     Hold earlier;
     if (idempotency_key != nullptr && storage::find_hold(key, *idempotency_key, earlier)) {
@@ -314,16 +330,11 @@ Grant reserve(AccountKey key, int64 amount, const Period *hold_for, const Datum 
 
     Target const target = spend_target(locked, idempotency_key);
     *target.held = checked_add(*target.held, amount);
-    TimestampTz expires_at = 0;
-    if (hold_for != nullptr) {
-        expires_at = add_interval(now, *hold_for);
-        if (!*target.has_next_expiry || expires_at < *target.next_expiry) {
-            *target.has_next_expiry = true;
-            *target.next_expiry = expires_at;
-        }
+    if (expires_at != nullptr && (!*target.has_next_expiry || *expires_at < *target.next_expiry)) {
+        *target.has_next_expiry = true;
+        *target.next_expiry = *expires_at;
     }
-    int64 const id = storage::insert_hold(key, amount, now, hold_for != nullptr ? &expires_at : nullptr,
-                                          idempotency_key, target.slot);
+    int64 const id = storage::insert_hold(key, amount, now, expires_at, idempotency_key, target.slot);
     Grant grant = reply(locked, true, now);
     grant.has_reservation = true;
     grant.reservation = id;
@@ -333,7 +344,7 @@ Grant reserve(AccountKey key, int64 amount, const Period *hold_for, const Datum 
 Grant commit(int64 reservation, const int64 *amount)
 {
     TimestampTz const now = transaction_now();
-    storage::connect();
+    storage::connect(storage::Intent::Write);
     Hold hold;
     if (!storage::read_hold(reservation, hold))
         unknown_reservation(reservation);
@@ -370,7 +381,7 @@ Grant commit(int64 reservation, const int64 *amount)
 bool release(int64 reservation)
 {
     TimestampTz const now = transaction_now();
-    storage::connect();
+    storage::connect(storage::Intent::Write);
     Hold hold;
     if (!storage::read_hold(reservation, hold))
         unknown_reservation(reservation);
@@ -404,14 +415,19 @@ bool release(int64 reservation)
 Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
 {
     TimestampTz const now = transaction_now();
-    storage::connect();
+    storage::connect(storage::Intent::Write);
     Account seen;
     Grant fast;
     if (storage::fetch_account(key, seen) && seen.slots > 0 && escrow::charge(key, seen, amount, now, fast)) {
         storage::finish();
         return fast;
     }
-    Locked locked = lock_for_spending(key, now);
+    Locked locked;
+    Grant denial;
+    if (!lock_for_spending(key, now, amount, allow_overdraft, locked, denial)) {
+        storage::finish();
+        return denial;
+    }
     if (!allow_overdraft && !fits(locked.slotted() ? totals(locked) : locked.account, amount))
         return reply(locked, false, now);
     Target const target = spend_target(locked, nullptr);
@@ -426,14 +442,14 @@ bool is_limited(AccountKey key)
     if (!storage::fetch_account(key, account) && !default_account(now, account))
         unknown_account(key);
     if (account.slots > 0) {
-        storage::connect();
-        Grant const grant = escrow::reply(key, account, true, now);
+        storage::connect(storage::Intent::Read);
+        Grant const grant = escrow::reply(key, account, true, now, storage::Intent::Read);
         storage::finish();
         return grant.usage.limited;
     }
     int64 expired = 0;
     if (account.has_next_expiry && account.next_expiry <= now) {
-        storage::connect();
+        storage::connect(storage::Intent::Read);
         expired = storage::expired_held(key, now);
         storage::finish();
     }
@@ -443,7 +459,7 @@ bool is_limited(AccountKey key)
 int64 expire_holds()
 {
     TimestampTz const now = transaction_now();
-    storage::connect();
+    storage::connect(storage::Intent::Write);
     int64 released = 0;
     /* The account rows' own holds; the rows are locked already (SKIP LOCKED), the slots are not waited for. */
     for (AccountKey const &key : storage::lock_accounts_with_expired_holds(now)) {

@@ -14,6 +14,16 @@ void check_name(const char *what, size_t length)
     if (length == 0)
         throw Error(ERRCODE_INVALID_PARAMETER_VALUE, format("%s must not be empty", what),
                     format("Every quota account is named by a non-empty team and resource."));
+    if (length > kMaxNameBytes)
+        throw Error(ERRCODE_INVALID_PARAMETER_VALUE, format("%s is too long (%zu bytes)", what, length),
+                    format("A team or resource name has at most %zu bytes.", kMaxNameBytes));
+}
+
+void check_key(size_t length)
+{
+    if (length > kMaxKeyBytes)
+        throw Error(ERRCODE_INVALID_PARAMETER_VALUE, format("idempotency_key is too long (%zu bytes)", length),
+                    format("An idempotency key has at most %zu bytes.", kMaxKeyBytes));
 }
 
 void check_amount(int64 amount)
@@ -38,6 +48,34 @@ void check_credit_limit(int64 credit_limit)
                     "A credit limit must be zero or more.");
 }
 
+namespace {
+
+/* An interval as PostgreSQL prints it (ASCII), for messages. */
+std::string interval_text(const Period &period)
+{
+    Interval value;
+    value.month = period.months;
+    value.day = period.days;
+    value.time = period.usec;
+    return bridge::guarded_value([&] {
+        return static_cast<const char *>(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(&value))));
+    });
+}
+
+/* A timestamp in ISO form, UTC, for messages (whatever the session's DateStyle and TimeZone). */
+std::string timestamp_text(TimestampTz at)
+{
+    struct pg_tm tm = {};
+    fsec_t fsec = 0;
+    if (TIMESTAMP_NOT_FINITE(at) || timestamp2tm(at, nullptr, &tm, &fsec, nullptr, nullptr) != 0)
+        return TIMESTAMP_IS_NOBEGIN(at) ? "-infinity" : TIMESTAMP_IS_NOEND(at) ? "infinity" : "out of range";
+    bool const bc = tm.tm_year <= 0;
+    return format("%04d-%02d-%02d %02d:%02d:%02d+00%s", bc ? -(tm.tm_year - 1) : tm.tm_year, tm.tm_mon, tm.tm_mday,
+                  tm.tm_hour, tm.tm_min, tm.tm_sec, bc ? " BC" : "");
+}
+
+} // namespace
+
 Period check_interval(const char *what, const Interval *value)
 {
     Period period{value->month, value->day, value->time};
@@ -45,9 +83,7 @@ Period check_interval(const char *what, const Interval *value)
                           (period.months > 0 || period.days > 0 || period.usec > 0);
     if (positive)
         return period;
-    const char *shown = bridge::guarded_value(
-        [&] { return DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(value))); });
-    throw Error(ERRCODE_INVALID_PARAMETER_VALUE, format("invalid %s \"%s\"", what, shown),
+    throw Error(ERRCODE_INVALID_PARAMETER_VALUE, format("invalid %s \"%s\"", what, interval_text(period).c_str()),
                 format("The %s must be a positive interval: no negative field, and not zero.", what));
 }
 
@@ -55,6 +91,29 @@ void check_anchor(TimestampTz anchor)
 {
     if (TIMESTAMP_NOT_FINITE(anchor))
         throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "invalid anchor", "The anchor must be a finite timestamp.");
+}
+
+Window window_or_error(TimestampTz anchor, const Period &period, TimestampTz at)
+{
+    Window window;
+    if (!window_at(anchor, period, at, window))
+        throw Error(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE,
+                    format("period \"%s\" with anchor \"%s\" puts the budget window out of range",
+                           interval_text(period).c_str(), timestamp_text(anchor).c_str()),
+                    format("The window containing %s must start and end within the timestamp range.",
+                           timestamp_text(at).c_str()));
+    return window;
+}
+
+TimestampTz hold_expiry(TimestampTz now, const Period &hold_for)
+{
+    TimestampTz expires_at = 0;
+    if (!add_interval(now, hold_for, expires_at))
+        throw Error(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE,
+                    format("hold_for \"%s\" is out of range", interval_text(hold_for).c_str()),
+                    "now() + hold_for must be within the timestamp range.",
+                    "Pass a shorter hold_for, or NULL for a hold that never expires.");
+    return expires_at;
 }
 
 int64 checked_add(int64 a, int64 b)
@@ -86,7 +145,7 @@ void change_terms(Account &account, int64 credit_limit, bool unlimited, bool has
     account.period = has_period ? period : Period{};
     account.anchor = anchor;
     if (has_period) {
-        Window const window = window_at(anchor, period, now);
+        Window const window = window_or_error(anchor, period, now);
         account.window_start = window.start;
         account.resets_at = window.end;
     } else {
@@ -98,7 +157,7 @@ bool roll_over(Account &account, TimestampTz now)
 {
     if (!account.has_period || now < account.resets_at)
         return false;
-    Window const window = window_at(account.anchor, account.period, now);
+    Window const window = window_or_error(account.anchor, account.period, now);
     /* Never move back: a later transaction may already have rolled over. */
     if (window.start <= account.window_start)
         return false;
@@ -192,7 +251,7 @@ void add_slots(Account &account, bool has_slots_window, TimestampTz slots_window
 {
     if (has_slots_window && slots_window > account.window_start && account.has_period) {
         account.used = 0;
-        Window const window = window_at(account.anchor, account.period, slots_window);
+        Window const window = window_or_error(account.anchor, account.period, slots_window);
         account.window_start = window.start;
         account.resets_at = window.end;
     }

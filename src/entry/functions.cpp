@@ -1,16 +1,18 @@
 /*
- * functions.cpp — the SQL-callable entry points (sql/quota--1.0.sql, sql/quota--1.0--1.1.sql).
+ * functions.cpp — the SQL-callable entry points (sql/quota--*.sql).
  *
  * Each one is a thin extern "C" function that hands its body to
- * bridge::call(); a body reads its arguments (NULL → 22004), calls the
- * ledger, and builds the result.  Bodies hold only trivially destructible
+ * bridge::call(), saying whether it writes (then a read-only transaction
+ * or a standby refuses it with 25006 before anything runs); a body reads
+ * and checks its arguments (NULL → 22004, bad values → the contract's
+ * SQLSTATE), calls the ledger, and builds the result.  Bodies hold only trivially destructible
  * locals, so the PostgreSQL calls they make directly (argument detoasting,
  * building tuples) may raise errors safely.
  */
 #include "bridge/entry.hpp"
 #include "bridge/error.hpp"
 #include "budget/ledger.hpp"
-#include "entry/settings.hpp"
+#include "budget/settings.hpp"
 
 extern "C" {
 PG_MODULE_MAGIC;
@@ -42,13 +44,18 @@ void require(FunctionCallInfo fcinfo, int arg, const char *name)
         throw Error(ERRCODE_NULL_VALUE_NOT_ALLOWED, format("%s must not be null", name));
 }
 
-/* A text argument that names an account: neither NULL nor empty. */
+/* The length of a text argument in bytes, read from its header: a long value is not detoasted to be refused. */
+size_t text_bytes(FunctionCallInfo fcinfo, int arg)
+{
+    return toast_raw_datum_size(PG_GETARG_DATUM(arg)) - VARHDRSZ;
+}
+
+/* A text argument that names an account: neither NULL, nor empty, nor longer than kMaxNameBytes. */
 Datum name_arg(FunctionCallInfo fcinfo, int arg, const char *name)
 {
     require(fcinfo, arg, name);
-    text *value = PG_GETARG_TEXT_PP(arg);
-    check_name(name, VARSIZE_ANY_EXHDR(value));
-    return PointerGetDatum(value);
+    check_name(name, text_bytes(fcinfo, arg));
+    return PointerGetDatum(PG_GETARG_TEXT_PP(arg));
 }
 
 AccountKey key_args(FunctionCallInfo fcinfo, int team_arg, int resource_arg)
@@ -98,11 +105,16 @@ Datum set_account(FunctionCallInfo fcinfo)
     bool const has_period = !PG_ARGISNULL(3);
     if (has_period)
         period = check_interval("period", PG_GETARG_INTERVAL_P(3));
-    require(fcinfo, 4, "anchor");
-    TimestampTz const anchor = PG_GETARG_TIMESTAMPTZ(4);
-    check_anchor(anchor);
+    /* NULL anchor: a new account anchors at now(), an existing one keeps its billing grid. */
+    TimestampTz anchor = 0;
+    bool const has_anchor = !PG_ARGISNULL(4);
+    if (has_anchor) {
+        anchor = PG_GETARG_TIMESTAMPTZ(4);
+        check_anchor(anchor);
+    }
     require(fcinfo, 5, "unlimited");
-    ledger::set_account(key, credit_limit, has_period ? &period : nullptr, anchor, PG_GETARG_BOOL(5));
+    ledger::set_account(key, credit_limit, has_period ? &period : nullptr, has_anchor ? &anchor : nullptr,
+                        PG_GETARG_BOOL(5));
     PG_RETURN_VOID();
 }
 
@@ -122,15 +134,17 @@ Datum reserve_credit(FunctionCallInfo fcinfo)
 {
     AccountKey const key = key_args(fcinfo, 0, 2);
     int64 const amount = amount_arg(fcinfo, 1);
-    Period hold_for;
+    TimestampTz expires_at = 0;
     bool const has_hold_for = !PG_ARGISNULL(3);
     if (has_hold_for)
-        hold_for = check_interval("hold_for", PG_GETARG_INTERVAL_P(3));
+        expires_at = hold_expiry(GetCurrentTransactionStartTimestamp(), check_interval("hold_for", PG_GETARG_INTERVAL_P(3)));
     Datum idempotency_key = (Datum) 0;
     bool const has_key = !PG_ARGISNULL(4);
-    if (has_key)
+    if (has_key) {
+        check_key(text_bytes(fcinfo, 4));
         idempotency_key = PointerGetDatum(PG_GETARG_TEXT_PP(4));
-    Grant const grant = ledger::reserve(key, amount, has_hold_for ? &hold_for : nullptr,
+    }
+    Grant const grant = ledger::reserve(key, amount, has_hold_for ? &expires_at : nullptr,
                                         has_key ? &idempotency_key : nullptr);
     return grant_row(fcinfo, grant);
 }
@@ -220,7 +234,7 @@ Datum window_at(FunctionCallInfo fcinfo)
     TimestampTz const at = PG_GETARG_TIMESTAMPTZ(2);
     if (TIMESTAMP_NOT_FINITE(at))
         throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "invalid instant", "The instant must be a finite timestamp.");
-    Window const window = quota::window_at(anchor, period, at);
+    Window const window = window_or_error(anchor, period, at);
 
     TupleDesc desc;
     if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
@@ -242,14 +256,45 @@ void _PG_init(void) // NOLINT(bugprone-reserved-identifier)
 
 using quota::bridge::Access;
 using quota::bridge::call;
+using quota::bridge::Effect;
 
-Datum quota_set_account(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::set_account, Access::Owner); }
-Datum quota_set_slots(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::set_slots, Access::Owner); }
-Datum quota_reserve_credit(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::reserve_credit, Access::Owner); }
-Datum quota_commit_credit(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::commit_credit, Access::Owner); }
-Datum quota_release_credit(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::release_credit, Access::Owner); }
-Datum quota_charge_credit(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::charge_credit, Access::Owner); }
-Datum quota_is_team_limited(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::is_team_limited, Access::Owner); }
-Datum quota_expire_holds(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::expire_holds, Access::Owner); }
-Datum quota_window_at(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::window_at, Access::Caller); }
-Datum quota_account_state(PG_FUNCTION_ARGS) { return call(fcinfo, quota::sql::account_state, Access::Caller); }
+Datum quota_set_account(PG_FUNCTION_ARGS)
+{
+    return call(fcinfo, quota::sql::set_account, Access::Owner, Effect::Writes, "set_account()");
+}
+Datum quota_set_slots(PG_FUNCTION_ARGS)
+{
+    return call(fcinfo, quota::sql::set_slots, Access::Owner, Effect::Writes, "set_slots()");
+}
+Datum quota_reserve_credit(PG_FUNCTION_ARGS)
+{
+    return call(fcinfo, quota::sql::reserve_credit, Access::Owner, Effect::Writes, "reserve_credit()");
+}
+Datum quota_commit_credit(PG_FUNCTION_ARGS)
+{
+    return call(fcinfo, quota::sql::commit_credit, Access::Owner, Effect::Writes, "commit_credit()");
+}
+Datum quota_release_credit(PG_FUNCTION_ARGS)
+{
+    return call(fcinfo, quota::sql::release_credit, Access::Owner, Effect::Writes, "release_credit()");
+}
+Datum quota_charge_credit(PG_FUNCTION_ARGS)
+{
+    return call(fcinfo, quota::sql::charge_credit, Access::Owner, Effect::Writes, "charge_credit()");
+}
+Datum quota_expire_holds(PG_FUNCTION_ARGS)
+{
+    return call(fcinfo, quota::sql::expire_holds, Access::Owner, Effect::Writes, "expire_holds()");
+}
+Datum quota_is_team_limited(PG_FUNCTION_ARGS)
+{
+    return call(fcinfo, quota::sql::is_team_limited, Access::Owner, Effect::Reads, "is_team_limited()");
+}
+Datum quota_window_at(PG_FUNCTION_ARGS)
+{
+    return call(fcinfo, quota::sql::window_at, Access::Caller, Effect::Reads, "window_at()");
+}
+Datum quota_account_state(PG_FUNCTION_ARGS)
+{
+    return call(fcinfo, quota::sql::account_state, Access::Caller, Effect::Reads, "_account_state()");
+}

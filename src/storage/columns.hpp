@@ -12,18 +12,16 @@
 namespace quota::storage {
 
 /*
- * The account columns, in the order of ACCOUNT_COLUMNS, as the rows of
- * quota.accounts name them.  The last, slots, came with version 1.1: a
- * database still at 1.0 (the library is updated before ALTER EXTENSION
- * UPDATE runs) has no such column, and every account there has no slots.
+ * The account columns, in the order of ACCOUNT_COLUMNS (store.cpp) and of
+ * kAccounts from kAccountFirstColumn (schema.hpp).  The last, slots, came
+ * with version 1.1: a database still at 1.0 (the library is updated before
+ * ALTER EXTENSION UPDATE runs) has no such column, and every account there
+ * has no slots.
  */
 inline constexpr int kAccountColumns = 10;
 inline constexpr int kAccountColumns_1_0 = 9;
-inline const char *const kAccountColumnNames[kAccountColumns] = {
-    "credit_limit", "unlimited", "period", "anchor", "window_start", "resets_at", "used", "held", "next_expiry",
-    "slots"};
 
-/* Build an Account from its columns; get(i, &isnull) returns column i of kAccountColumnNames. */
+/* Build an Account from its columns; get(i, &isnull) returns account column i (credit_limit is 0). */
 template <typename Get>
 Account decode_account(Get get)
 {

@@ -11,113 +11,41 @@
  * change to a slot's holds also writes the slot, so a locked version that
  * is still the newest is consistent with the holds read after it.
  *
- * Used only while quota.slots is as the extension made it (its primary key
- * alone, no triggers, no row security); otherwise slotted accounts take
- * the ledger's SQL path for every call.
+ * Used only while table.hpp's check passes on quota.slots (judged after
+ * the writing call has locked it, so it holds for the whole call);
+ * otherwise slotted accounts take the ledger's SQL path for every call,
+ * and replies sum the slots with SQL (slots.cpp).
  */
 #include "storage/store.hpp"
 
 #include "bridge/guard.hpp"
 #include "storage/direct.hpp"
-
+#include "storage/schema.hpp"
 
 namespace quota::storage {
 
 namespace {
 
-constexpr int kSlotColumns = 7;
-const char *const kSlotColumnNames[kSlotColumns] = {"slot", "window_start", "resets_at", "used",
-                                                     "held", "share",        "next_expiry"};
-
-struct SlotsTable {
-    Oid relation = InvalidOid;
-    Oid primary_key = InvalidOid;
-    AttrNumber attnums[kSlotColumns] = {};
-    bool as_installed = false;
-};
-
-SlotsTable slots_cache;
-bool slots_callback_registered = false;
-
-void forget_slots(Datum, Oid relid)
-{
-    if (relid == InvalidOid || relid == slots_cache.relation)
-        slots_cache = SlotsTable{};
-}
-
-/* A copy (see accounts_table() in direct.cpp).  Call inside guarded(). */
-SlotsTable slots_table()
-{
-    if (OidIsValid(slots_cache.relation))
-        return slots_cache;
-    if (!slots_callback_registered) {
-        CacheRegisterRelcacheCallback(forget_slots, (Datum) 0);
-        slots_callback_registered = true;
-    }
-    SlotsTable found;
-    found.relation = get_relname_relid("slots", get_namespace_oid("quota", false));
-    if (!OidIsValid(found.relation))
-        return found; /* a database at 1.0: no slots */
-    Relation rel = table_open(found.relation, AccessShareLock);
-    found.primary_key = RelationGetPrimaryKeyIndex(rel);
-    List *indexes = RelationGetIndexList(rel);
-    found.as_installed = list_length(indexes) == 1 && rel->trigdesc == nullptr && !rel->rd_rel->relrowsecurity &&
-                         OidIsValid(found.primary_key);
-    list_free(indexes);
-    column_numbers(rel, kSlotColumnNames, kSlotColumns, found.attnums);
-    for (int i = 0; i < kSlotColumns; i++) {
-        if (found.attnums[i] == 0)
-            found.as_installed = false;
-    }
-    table_close(rel, NoLock);
-    slots_cache = found;
-    return slots_cache;
-}
-
-Slot slot_in(const SlotsTable &table, TupleTableSlot *tuple)
+Slot slot_in(const TableLayout &layout, TupleTableSlot *tuple)
 {
     slot_getallattrs(tuple);
-    auto get = [&](int i, bool &isnull) {
-        int const at = table.attnums[i] - 1;
-        isnull = tuple->tts_isnull[at];
-        return tuple->tts_values[at];
-    };
+    auto get = [&](int i, bool &isnull) { return slot_column(layout, tuple, i, &isnull); };
     Slot slot;
     bool isnull = false;
-    slot.number = DatumGetInt32(get(0, isnull));
-    slot.window_start = DatumGetTimestampTz(get(1, isnull));
-    Datum const resets_at = get(2, isnull);
+    slot.number = DatumGetInt32(get(2, isnull));
+    slot.window_start = DatumGetTimestampTz(get(3, isnull));
+    Datum const resets_at = get(4, isnull);
     slot.has_resets_at = !isnull;
     slot.resets_at = isnull ? 0 : DatumGetTimestampTz(resets_at);
-    slot.used = DatumGetInt64(get(3, isnull));
-    slot.held = DatumGetInt64(get(4, isnull));
-    Datum const share = get(5, isnull);
+    slot.used = DatumGetInt64(get(5, isnull));
+    slot.held = DatumGetInt64(get(6, isnull));
+    Datum const share = get(7, isnull);
     slot.unlimited = isnull;
     slot.share = isnull ? 0 : DatumGetInt64(share);
-    Datum const next_expiry = get(6, isnull);
+    Datum const next_expiry = get(8, isnull);
     slot.has_next_expiry = !isnull;
     slot.next_expiry = isnull ? 0 : DatumGetTimestampTz(next_expiry);
     return slot;
-}
-
-/* Scan the primary key for (team, resource[, slot]).  Call inside guarded(). */
-IndexScanDesc begin_scan(const SlotsTable &table, Relation rel, Relation index, AccountKey key, const int32 *number,
-                         Snapshot snapshot, ScanKeyData *keys)
-{
-    ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid, index->rd_indcollation[0], F_TEXTEQ,
-                           key.team);
-    ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid, index->rd_indcollation[1], F_TEXTEQ,
-                           key.resource);
-    int nkeys = 2;
-    if (number != nullptr) {
-        ScanKeyEntryInitialize(&keys[2], 0, 3, BTEqualStrategyNumber, InvalidOid, InvalidOid, F_INT4EQ,
-                               Int32GetDatum(*number));
-        nkeys = 3;
-    }
-    (void) table;
-    IndexScanDesc scan = index_beginscan(rel, index, snapshot, nkeys, 0);
-    index_rescan(scan, keys, nkeys, nullptr, 0);
-    return scan;
 }
 
 /* A fresh snapshot that also sees this transaction's own earlier changes.  Call inside guarded(). */
@@ -131,27 +59,32 @@ Snapshot fresh_snapshot()
 
 bool slots_direct()
 {
-    return bridge::guarded_value([] { return slots_table().as_installed; });
+    return bridge::guarded_value([] {
+        if (!OidIsValid(table_oid(kSlots)))
+            return false; /* a database at 1.0 */
+        TableLayout layout;
+        Relation rel = open_table(kSlots, RowExclusiveLock, layout);
+        table_close(rel, NoLock);
+        return layout.direct;
+    });
 }
 
 bool peek_slot(AccountKey key, int32 number, SlotRow &out)
 {
     return bridge::guarded_value([&] {
-        SlotsTable const table = slots_table();
+        TableLayout layout;
+        Relation rel = open_table(kSlots, RowExclusiveLock, layout);
+        if (!layout.direct)
+            elog(ERROR, "quota.slots read directly while not as installed");
         Snapshot snapshot = fresh_snapshot();
-        Relation rel = table_open(table.relation, RowExclusiveLock);
-        Relation index = index_open(table.primary_key, AccessShareLock);
         TupleTableSlot *tuple = table_slot_create(rel, nullptr);
-        ScanKeyData keys[3];
-        IndexScanDesc scan = begin_scan(table, rel, index, key, &number, snapshot, keys);
-        bool const found = index_getnext_slot(scan, ForwardScanDirection, tuple);
+        Datum const keys[3] = {key.team, key.resource, Int32GetDatum(number)};
+        bool const found = find_row(rel, kSlots, layout, keys, snapshot, tuple);
         if (found) {
-            out.slot = slot_in(table, tuple);
+            out.slot = slot_in(layout, tuple);
             out.row = tuple->tts_tid;
         }
-        index_endscan(scan);
         ExecDropSingleTupleTableSlot(tuple);
-        index_close(index, NoLock);
         table_close(rel, NoLock);
         UnregisterSnapshot(snapshot);
         return found;
@@ -161,8 +94,8 @@ bool peek_slot(AccountKey key, int32 number, SlotRow &out)
 SlotLock lock_seen_slot(const SlotRow &row, bool wait)
 {
     return bridge::guarded_value([&] {
-        SlotsTable const table = slots_table();
-        Relation rel = table_open(table.relation, RowExclusiveLock);
+        TableLayout layout;
+        Relation rel = open_table(kSlots, RowExclusiveLock, layout);
         TupleTableSlot *tuple = table_slot_create(rel, nullptr);
         ItemPointerData tid = row.row;
         TM_FailureData failure;
@@ -192,68 +125,86 @@ SlotLock lock_seen_slot(const SlotRow &row, bool wait)
 void write_slot(const SlotRow &row)
 {
     bridge::guarded([&] {
-        SlotsTable const table = slots_table();
-        Relation rel = table_open(table.relation, RowExclusiveLock);
+        TableLayout layout;
+        Relation rel = open_table(kSlots, RowExclusiveLock, layout);
+        if (!layout.direct)
+            elog(ERROR, "quota.slots written directly while not as installed");
         Slot const &slot = row.slot;
-        Datum values[kSlotColumns] = {Int32GetDatum(slot.number),      TimestampTzGetDatum(slot.window_start),
-                                      TimestampTzGetDatum(slot.resets_at), Int64GetDatum(slot.used),
-                                      Int64GetDatum(slot.held),        Int64GetDatum(slot.share),
-                                      TimestampTzGetDatum(slot.next_expiry)};
-        bool isnull[kSlotColumns] = {false, false, !slot.has_resets_at, false, false, slot.unlimited,
-                                     !slot.has_next_expiry};
-        int columns[kSlotColumns];
-        for (int i = 0; i < kSlotColumns; i++)
-            columns[i] = table.attnums[i];
-        rewrite_row(rel, table.primary_key, row.row, kSlotColumns, columns, values, isnull);
+        Datum const values[] = {TimestampTzGetDatum(slot.window_start), TimestampTzGetDatum(slot.resets_at),
+                                Int64GetDatum(slot.used),                Int64GetDatum(slot.held),
+                                Int64GetDatum(slot.share),               TimestampTzGetDatum(slot.next_expiry)};
+        bool const isnull[] = {false, !slot.has_resets_at, false, false, slot.unlimited, !slot.has_next_expiry};
+        rewrite_row(rel, layout, row.row, kSlotFirstColumn, 6, values, isnull);
         table_close(rel, NoLock);
     });
 }
 
+namespace {
+
+/* Add one slot to a reply's totals. */
+void add_slot(SlotTotals &totals, const Slot &slot, TimestampTz now)
+{
+    bool overflow = false;
+    /*
+     * A slot's used counts only in the newest window a current slot has: one
+     * whose window ended counts none, and a transaction that started just
+     * before a rollover may see slots already rolled over next to slots not yet.
+     */
+    if (slot_current(slot, now)) {
+        if (!totals.has_window || slot.window_start > totals.window_start) {
+            totals.has_window = true;
+            totals.window_start = slot.window_start;
+            totals.used = 0;
+        }
+        if (slot.window_start == totals.window_start && __builtin_add_overflow(totals.used, slot.used, &totals.used))
+            overflow = true;
+    }
+    if (__builtin_add_overflow(totals.held, slot.held, &totals.held))
+        overflow = true;
+    if (slot.has_next_expiry && (!totals.has_next_expiry || slot.next_expiry < totals.next_expiry)) {
+        totals.has_next_expiry = true;
+        totals.next_expiry = slot.next_expiry;
+    }
+    if (overflow)
+        throw Error(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "credit total out of range");
+}
+
+} // namespace
+
 SlotTotals slot_totals(AccountKey key, TimestampTz now, Snapshot snapshot, Account &account)
 {
     SlotTotals totals;
-    bool overflow = false;
-    bridge::guarded([&] {
-        SlotsTable const table = slots_table();
-        /* The account row under the same snapshot as its slots: one consistent state. */
-        totals.has_account = fetch_account_in(key, snapshot, account);
-        Relation rel = table_open(table.relation, AccessShareLock);
-        Relation index = index_open(table.primary_key, AccessShareLock);
-        TupleTableSlot *tuple = table_slot_create(rel, nullptr);
-        ScanKeyData keys[3];
-        IndexScanDesc scan = begin_scan(table, rel, index, key, nullptr, snapshot, keys);
-        while (index_getnext_slot(scan, ForwardScanDirection, tuple)) {
-            Slot const slot = slot_in(table, tuple);
-            /*
-             * A slot's used counts only in the newest window a current slot
-             * has: one whose window ended counts none, and a transaction that
-             * started just before a rollover may see slots already rolled
-             * over next to slots not yet.
-             */
-            if (slot_current(slot, now)) {
-                if (!totals.has_window || slot.window_start > totals.window_start) {
-                    totals.has_window = true;
-                    totals.window_start = slot.window_start;
-                    totals.used = 0;
-                }
-                if (slot.window_start == totals.window_start &&
-                    __builtin_add_overflow(totals.used, slot.used, &totals.used))
-                    overflow = true;
+    /* The account row under the same snapshot as its slots: one consistent state. */
+    totals.has_account = fetch_account(key, account, snapshot);
+    std::vector<Slot> slots;
+    slots.reserve(kMaxSlots); /* filled inside guarded(), where nothing may throw */
+    bool const direct = bridge::guarded_value([&] {
+        TableLayout layout;
+        Relation rel = open_table(kSlots, AccessShareLock, layout);
+        if (layout.direct) {
+            Relation index = index_open(layout.primary_key, AccessShareLock);
+            TupleTableSlot *tuple = table_slot_create(rel, nullptr);
+            ScanKeyData keys[kMaxKeyColumns];
+            Datum const values[2] = {key.team, key.resource};
+            IndexScanDesc scan = begin_key_scan(rel, index, kSlots, layout, values, 2, snapshot, keys);
+            while (index_getnext_slot(scan, ForwardScanDirection, tuple)) {
+                Slot const slot = slot_in(layout, tuple);
+                if (slots.size() < slots.capacity()) /* within capacity push_back cannot throw */
+                    slots.push_back(slot);
+                else
+                    elog(ERROR, "quota account has more slots than it may");
             }
-            if (__builtin_add_overflow(totals.held, slot.held, &totals.held))
-                overflow = true;
-            if (slot.has_next_expiry && (!totals.has_next_expiry || slot.next_expiry < totals.next_expiry)) {
-                totals.has_next_expiry = true;
-                totals.next_expiry = slot.next_expiry;
-            }
+            index_endscan(scan);
+            ExecDropSingleTupleTableSlot(tuple);
+            index_close(index, NoLock);
         }
-        index_endscan(scan);
-        ExecDropSingleTupleTableSlot(tuple);
-        index_close(index, NoLock);
         table_close(rel, NoLock);
+        return layout.direct;
     });
-    if (overflow)
-        throw Error(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "credit total out of range");
+    if (!direct)
+        slots = read_slots(key, snapshot);
+    for (Slot const &slot : slots)
+        add_slot(totals, slot, now);
     return totals;
 }
 

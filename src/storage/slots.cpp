@@ -15,13 +15,20 @@ namespace quota::storage {
 
 namespace {
 
-#define SLOT_COLUMNS "s.slot, s.window_start, s.resets_at, s.used, s.held, s.share, s.next_expiry"
+/* Cast to the types they are decoded as (see ACCOUNT_COLUMNS in store.cpp). */
+#define SLOT_COLUMNS                                                                                              \
+    "CAST(s.slot AS pg_catalog.int4), CAST(s.window_start AS pg_catalog.timestamptz),"                            \
+    " CAST(s.resets_at AS pg_catalog.timestamptz), CAST(s.used AS pg_catalog.int8), CAST(s.held AS pg_catalog.int8)," \
+    " CAST(s.share AS pg_catalog.int8), CAST(s.next_expiry AS pg_catalog.timestamptz)"
 #define SLOT_TYPES INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID
 #define SLOTS_OF(team, resource) "s.team" EQ team " AND s.resource" EQ resource
 
 Statement lock_all_slots_sql = {
     "SELECT s.ctid, " SLOT_COLUMNS " FROM quota.slots s WHERE " SLOTS_OF("$1", "$2") " ORDER BY s.slot FOR UPDATE",
     nullptr, 2, {TEXTOID, TEXTOID}};
+
+Statement read_slots_sql = {
+    "SELECT s.ctid, " SLOT_COLUMNS " FROM quota.slots s WHERE " SLOTS_OF("$1", "$2"), nullptr, 2, {TEXTOID, TEXTOID}};
 
 Statement update_slot_sql = {
     "UPDATE quota.slots SET window_start = $3, resets_at = $4, used = $5, held = $6, share = $7, next_expiry = $8"
@@ -54,7 +61,8 @@ Statement expire_slot_holds_sql = {
     nullptr, 4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, INT4OID}};
 
 Statement lock_expired_slots_sql = {
-    "SELECT s.ctid, " SLOT_COLUMNS ", s.team, s.resource FROM quota.slots s WHERE s.next_expiry" LE "$1"
+    "SELECT s.ctid, " SLOT_COLUMNS ", CAST(s.team AS pg_catalog.text), CAST(s.resource AS pg_catalog.text)"
+    " FROM quota.slots s WHERE s.next_expiry" LE "$1"
     " FOR UPDATE SKIP LOCKED",
     nullptr, 1, {TIMESTAMPTZOID}};
 
@@ -107,6 +115,19 @@ std::vector<SlotRow> lock_all_slots(AccountKey key)
     for (uint64 i = 0; i < SPI_processed; i++)
         rows.push_back(slot_row(i));
     return rows;
+}
+
+std::vector<Slot> read_slots(AccountKey key, Snapshot snapshot)
+{
+    Datum values[2] = {key.team, key.resource};
+    connect(Intent::Read); /* an SPI connection of its own: callers may or may not have one */
+    execute(read_slots_sql, values, nullptr, true, snapshot);
+    std::vector<Slot> slots;
+    slots.reserve(SPI_processed);
+    for (uint64 i = 0; i < SPI_processed; i++)
+        slots.push_back(slot_row(i).slot);
+    finish();
+    return slots;
 }
 
 void update_slot(const SlotRow &row)

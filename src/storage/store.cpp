@@ -6,6 +6,7 @@
 #include "storage/columns.hpp"
 #include "storage/direct.hpp"
 #include "storage/sql.hpp"
+#include "storage/schema.hpp"
 
 #include "bridge/error.hpp"
 #include "bridge/guard.hpp"
@@ -14,11 +15,25 @@
 #include <cstring>
 #include <iterator>
 
-#define ACCOUNT_COLUMNS_1_0 \
-    "a.credit_limit, a.unlimited, a.period, a.anchor, a.window_start, a.resets_at, a.used, a.held, a.next_expiry"
-#define ACCOUNT_COLUMNS ACCOUNT_COLUMNS_1_0 ", a.slots"
-#define HOLD_COLUMNS "h.id, h.team, h.resource, h.state, h.amount, h.expires_at, h.slot"
-#define HOLD_COLUMNS_1_0 "h.id, h.team, h.resource, h.state, h.amount, h.expires_at, CAST(NULL AS pg_catalog.int4)"
+/*
+ * Every column read is cast to the type the extension decodes it as: a
+ * superuser may change a column's type, and a Datum of another type must
+ * never be read as this one (a cast to the same type costs nothing).
+ */
+#define INT8(c) "CAST(" c " AS pg_catalog.int8)"
+#define INT4(c) "CAST(" c " AS pg_catalog.int4)"
+#define BOOL(c) "CAST(" c " AS pg_catalog.bool)"
+#define TSTZ(c) "CAST(" c " AS pg_catalog.timestamptz)"
+#define TEXT(c) "CAST(" c " AS pg_catalog.text)"
+#define ACCOUNT_COLUMNS_1_0                                                                                         \
+    INT8("a.credit_limit") ", " BOOL("a.unlimited") ", CAST(a.period AS pg_catalog.interval), " TSTZ("a.anchor") \
+    ", " TSTZ("a.window_start") ", " TSTZ("a.resets_at") ", " INT8("a.used") ", " INT8("a.held") ", "              \
+    TSTZ("a.next_expiry")
+#define ACCOUNT_COLUMNS ACCOUNT_COLUMNS_1_0 ", " INT4("a.slots")
+#define HOLD_COLUMNS_1_0                                                                                             \
+    INT8("h.id") ", " TEXT("h.team") ", " TEXT("h.resource") ", " TEXT("h.state") ", " INT8("h.amount") ", "        \
+    TSTZ("h.expires_at")
+#define HOLD_COLUMNS HOLD_COLUMNS_1_0 ", " INT4("h.slot")
 #define OPEN_HOLDS_OF(team, resource) \
     "h.team" EQ team " AND h.resource" EQ resource " AND h.state" EQ "'open'"
 
@@ -37,6 +52,11 @@ Statement lock_account_sql = {
     " WHERE a.team" EQ "$1 AND a.resource" EQ "$2 FOR UPDATE",
     "SELECT a.ctid, " ACCOUNT_COLUMNS_1_0 " FROM quota.accounts a"
     " WHERE a.team" EQ "$1 AND a.resource" EQ "$2 FOR UPDATE",
+    2, {TEXTOID, TEXTOID}};
+
+Statement fetch_account_sql = {
+    "SELECT " ACCOUNT_COLUMNS " FROM quota.accounts a WHERE a.team" EQ "$1 AND a.resource" EQ "$2",
+    "SELECT " ACCOUNT_COLUMNS_1_0 " FROM quota.accounts a WHERE a.team" EQ "$1 AND a.resource" EQ "$2",
     2, {TEXTOID, TEXTOID}};
 
 /* The credits of an account's open holds past their expiry (readers count them as released). */
@@ -76,13 +96,13 @@ Statement expire_holds_sql = {EXPIRE_HOLDS_SQL(" AND h.slot IS NULL"), EXPIRE_HO
 
 Statement read_hold_sql = {
     "SELECT " HOLD_COLUMNS " FROM quota.holds h WHERE h.id" EQ "$1",
-    "SELECT " HOLD_COLUMNS_1_0 " FROM quota.holds h WHERE h.id" EQ "$1",
+    "SELECT " HOLD_COLUMNS_1_0 ", CAST(NULL AS pg_catalog.int4) FROM quota.holds h WHERE h.id" EQ "$1",
     1, {INT8OID}};
 
 Statement find_hold_sql = {
     "SELECT " HOLD_COLUMNS " FROM quota.holds h"
     " WHERE h.team" EQ "$1 AND h.resource" EQ "$2 AND h.idempotency_key" EQ "$3",
-    "SELECT " HOLD_COLUMNS_1_0 " FROM quota.holds h"
+    "SELECT " HOLD_COLUMNS_1_0 ", CAST(NULL AS pg_catalog.int4) FROM quota.holds h"
     " WHERE h.team" EQ "$1 AND h.resource" EQ "$2 AND h.idempotency_key" EQ "$3",
     3, {TEXTOID, TEXTOID, TEXTOID}};
 
@@ -98,7 +118,8 @@ Statement settle_hold_sql = {
     nullptr, 4, {INT8OID, TEXTOID, TIMESTAMPTZOID, INT8OID}};
 
 Statement lock_expired_sql = {
-    "SELECT a.team, a.resource FROM quota.accounts a WHERE a.next_expiry" LE "$1 FOR UPDATE SKIP LOCKED",
+    "SELECT " TEXT("a.team") ", " TEXT("a.resource") " FROM quota.accounts a WHERE a.next_expiry" LE "$1"
+    " FOR UPDATE SKIP LOCKED",
     nullptr, 1, {TIMESTAMPTZOID}};
 
 bool text_equals(Datum value, const char *literal)
@@ -218,9 +239,11 @@ Datum column_of(uint64 row, int number, bool *isnull)
 }
 
 
-Snapshot take_snapshot()
+Snapshot take_snapshot(Intent intent)
 {
-    return bridge::guarded_value([] {
+    return bridge::guarded_value([intent] {
+        if (intent == Intent::Read)
+            return RegisterSnapshot(GetActiveSnapshot());
         CommandCounterIncrement(); /* see this transaction's own earlier changes */
         return RegisterSnapshot(GetTransactionSnapshot());
     });
@@ -231,9 +254,11 @@ void drop_snapshot(Snapshot snapshot)
     bridge::guarded([snapshot] { UnregisterSnapshot(snapshot); });
 }
 
-void connect()
+void connect(Intent intent)
 {
-    bridge::guarded([] {
+    bridge::guarded([intent] {
+        if (intent == Intent::Write)
+            lock_for_writing();
         if (SPI_connect() != SPI_OK_CONNECT)
             elog(ERROR, "SPI_connect failed");
     });
@@ -261,6 +286,22 @@ bool lock_account(AccountKey key, Account &account, ItemPointerData &row)
     bool isnull = false;
     row = *reinterpret_cast<ItemPointer>(DatumGetPointer(column(1, &isnull)));
     return true;
+}
+
+bool fetch_account(AccountKey key, Account &account, Snapshot snapshot)
+{
+    bool found = false;
+    if (fetch_account_direct(key, snapshot, AccessShareLock, account, found))
+        return found;
+    /* Not as installed: SQL, in an SPI connection of its own (the caller may or may not have one). */
+    Datum values[2] = {key.team, key.resource};
+    connect(Intent::Read);
+    execute(fetch_account_sql, values, nullptr, true, snapshot != nullptr ? snapshot : nullptr);
+    found = SPI_processed > 0;
+    if (found)
+        account = decode_account([](int i, bool *isnull) { return column(i + 1, isnull); });
+    finish();
+    return found;
 }
 
 int64 expired_held(AccountKey key, TimestampTz at, Snapshot snapshot)
@@ -380,26 +421,65 @@ Account account_from_row(HeapTupleHeader row, bool with_slots)
     Account account;
     int const columns = with_slots ? kAccountColumns : kAccountColumns_1_0;
     bridge::guarded([&] {
-        account = decode_account([row, columns](int i, bool *isnull) {
-            if (i >= columns) {
+        /* Each column is read only as the type it has: a column whose type was changed is an error, not garbage. */
+        TupleDesc desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(row), HeapTupleHeaderGetTypMod(row));
+        HeapTupleData tuple;
+        tuple.t_len = HeapTupleHeaderGetDatumLength(row);
+        ItemPointerSetInvalid(&tuple.t_self);
+        tuple.t_tableOid = InvalidOid;
+        tuple.t_data = row;
+        AttrNumber attnums[kAccountColumns] = {};
+        for (int a = 0; a < desc->natts; a++) {
+            Form_pg_attribute const attribute = TupleDescAttr(desc, a);
+            for (int i = 0; i < columns && !attribute->attisdropped; i++) {
+                ColumnSpec const &spec = kAccounts.column[kAccountFirstColumn + i];
+                if (std::strcmp(NameStr(attribute->attname), spec.name) != 0)
+                    continue;
+                if (attribute->atttypid != spec.type)
+                    ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                                    errmsg("column \"%s\" of quota.accounts has type %s, not %s", spec.name,
+                                           format_type_be(attribute->atttypid), format_type_be(spec.type))));
+                attnums[i] = attribute->attnum;
+            }
+        }
+        account = decode_account([&](int i, bool *isnull) {
+            if (i >= columns || attnums[i] == 0) {
                 *isnull = true;
                 return (Datum) 0;
             }
-            return GetAttributeByName(row, kAccountColumnNames[i], isnull);
+            return heap_getattr(&tuple, attnums[i], desc, isnull);
         });
+        ReleaseTupleDesc(desc);
     });
     return account;
 }
 
+namespace {
+
+/* A name for a message: at most kMaxNameBytes, cut on a character boundary (names stored before 1.2 may be longer). */
+const char *shown_name(Datum value)
+{
+    return bridge::guarded_value([value] {
+        text *name = DatumGetTextPP(value);
+        int const length = VARSIZE_ANY_EXHDR(name);
+        int const shown = pg_mbcliplen(VARDATA_ANY(name), length, static_cast<int>(kMaxNameBytes));
+        char *result = static_cast<char *>(palloc(shown + 4));
+        std::memcpy(result, VARDATA_ANY(name), shown);
+        std::strcpy(result + shown, shown < length ? "..." : "");
+        return static_cast<const char *>(result);
+    });
+}
+
+} // namespace
+
 const char *team_name(AccountKey key)
 {
-    return bridge::guarded_value([&] { return static_cast<const char *>(text_to_cstring(DatumGetTextPP(key.team))); });
+    return shown_name(key.team);
 }
 
 const char *resource_name(AccountKey key)
 {
-    return bridge::guarded_value(
-        [&] { return static_cast<const char *>(text_to_cstring(DatumGetTextPP(key.resource))); });
+    return shown_name(key.resource);
 }
 
 } // namespace quota::storage

@@ -2,19 +2,22 @@
  * store.hpp — storage access: the tables quota.accounts and quota.holds.
  *
  * Every statement is prepared once per backend (SPI_prepare +
- * SPI_keepplan), schema-qualified down to its operators, and run through
- * bridge::guarded(), so a PostgreSQL error arrives here as quota::PgError.
- * The lock-free account read is a direct index lookup instead.
- * Row locks are taken in SQL (FOR UPDATE), where PostgreSQL re-checks a
- * row that a concurrent transaction updated before we got the lock.
+ * SPI_keepplan), schema-qualified down to its operators and casts, and run
+ * through bridge::guarded(), so a PostgreSQL error arrives here as
+ * quota::PgError.  The account row and the slot rows are read, locked and
+ * written directly while their tables are as installed (table.hpp), and
+ * through these statements otherwise.
  *
  * Lock order, which keeps the extension's calls free of deadlocks:
- *   account row  ->  its slot rows, in slot order  ->  hold rows.
+ *   tables (accounts, slots, holds; RowExclusiveLock, taken by a writing
+ *   call's connect() before any index)  ->  account row  ->  its slot
+ *   rows, in slot order  ->  hold rows.
  * A call on an account without slots locks its account row, then holds.
  * A call on a slotted account either locks one slot row (then holds), or,
  * when that slot cannot serve it, first gives that slot's lock back (a
- * subtransaction rolls back) and then takes the account row and every slot
- * in order.  Nobody waits for a row while holding a row later in the order.
+ * it never locked: it locks exactly the version it judged, see escrow.hpp)
+ * and then takes the account row and every slot in order.  Within one call
+ * nobody waits for a row while holding a row later in the order.
  * The slot rows are in slots.cpp.
  */
 #pragma once
@@ -51,25 +54,35 @@ struct ExpiredHolds {
     TimestampTz next_expiry = 0;
 };
 
-/* The SPI connection a call works in; finish() it before building the result. */
-void connect();
+/*
+ * The SPI connection a call works in; finish() it before building the
+ * result.  Intent::Write first locks every table the call may write, in
+ * the extension's order, before any of their indexes (see table.hpp).
+ */
+enum class Intent { Read, Write };
+void connect(Intent intent);
 void finish();
 
 /* SELECT ... FOR UPDATE of one account; false when it does not exist. */
 bool lock_account(AccountKey key, Account &account, ItemPointerData &row);
 
 /*
- * A read with no lock, under the active snapshot: a direct primary-key
- * lookup (no SQL, no executor), for the reads that must cost next to
- * nothing.  False when the account does not exist.
+ * A read with no row lock, under `snapshot` (the active one when nullptr):
+ * a direct primary-key lookup (no SQL, no executor) for the reads that must
+ * cost next to nothing, SQL when the table is not as installed.  False when
+ * the account does not exist.
  */
-bool fetch_account(AccountKey key, Account &account);
+bool fetch_account(AccountKey key, Account &account, Snapshot snapshot = nullptr);
 
 /* The credits of the account's open holds past their expiry at `at` (under `snapshot`, else a fresh one). */
 int64 expired_held(AccountKey key, TimestampTz at, Snapshot snapshot = nullptr);
 
-/* A fresh snapshot that sees this transaction's own changes, for several reads of one state; drop it after. */
-Snapshot take_snapshot();
+/*
+ * A snapshot for several reads of one state; drop it after.  Intent::Write:
+ * a fresh one that sees the call's own changes; Intent::Read: the
+ * statement's (a read-only call makes no changes of its own to see).
+ */
+Snapshot take_snapshot(Intent intent);
 void drop_snapshot(Snapshot snapshot);
 
 /* INSERT ... ON CONFLICT DO NOTHING; false when the account already existed. */
@@ -98,6 +111,9 @@ struct SlotRow {
     ItemPointerData row{};
 };
 
+/* Every slot of the account under `snapshot`, with SQL (when quota.slots is not as installed). */
+std::vector<Slot> read_slots(AccountKey key, Snapshot snapshot);
+
 /* Lock every slot of the account, in slot order (the caller holds the account row). */
 std::vector<SlotRow> lock_all_slots(AccountKey key);
 
@@ -108,7 +124,10 @@ void drop_slots_from(AccountKey key, int32 from);
 
 /* ---- the fast path's direct access to slots (direct_slots.cpp) ---- */
 
-/* True while quota.slots is as the extension made it; otherwise slotted accounts take the ledger's path. */
+/*
+ * True while quota.slots is as the extension made it (judged with the table
+ * locked); otherwise slotted accounts take the ledger's path.
+ */
 bool slots_direct();
 
 /* The newest committed version of slot `number` of the account (a fresh snapshot); false when none. */

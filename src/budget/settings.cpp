@@ -1,4 +1,10 @@
-#include "entry/settings.hpp"
+/*
+ * settings.cpp — the extension's settings, read by the budget logic and
+ * registered when the library loads (_PG_init in entry/functions.cpp).
+ * Values are checked when they are set, so a bad one is refused by SET and
+ * never reaches a spending call.
+ */
+#include "budget/settings.hpp"
 
 #include <cerrno>
 #include <cstdlib>
@@ -57,6 +63,13 @@ bool parse_period(const char *text, Period &period)
     return true;
 }
 
+/* A period whose first window, started now, ends within the timestamp range. */
+bool period_in_range(const Period &period)
+{
+    TimestampTz end = 0;
+    return add_interval(GetCurrentTimestamp(), period, end);
+}
+
 bool check_limit(char **newval, void **, GucSource)
 {
     int64 limit = 0;
@@ -74,10 +87,18 @@ void assign_limit(const char *newval, void *)
 bool check_period(char **newval, void **, GucSource)
 {
     Period period;
-    if (is_unset(*newval) || parse_period(*newval, period))
+    if (is_unset(*newval))
         return true;
-    GUC_check_errdetail("quota.default_period must be a positive interval, or empty for never.");
-    return false;
+    if (!parse_period(*newval, period)) {
+        GUC_check_errdetail("quota.default_period must be a positive interval, or empty for never.");
+        return false;
+    }
+    if (!period_in_range(period)) {
+        GUC_check_errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE);
+        GUC_check_errdetail("A window of quota.default_period started now would end past the timestamp range.");
+        return false;
+    }
+    return true;
 }
 
 void assign_period(const char *newval, void *)

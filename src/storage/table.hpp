@@ -1,0 +1,94 @@
+/*
+ * table.hpp — direct access to one of the extension's tables, without SQL or
+ * the executor, and the proof that it is allowed.  Internal to src/storage/;
+ * direct.cpp (quota.accounts) and direct_slots.cpp (quota.slots) use it.
+ *
+ * A single-row write outside the executor must re-prove what the executor
+ * would have checked.  open_table() opens the relation with the caller's
+ * lock and only then decides whether the direct path may touch it: the
+ * table must be exactly as the extension made it — a heap table, every
+ * column it reads or writes present with its installed type, nullability
+ * that admits what it writes, no CHECK constraint or stored generated
+ * column, no trigger, rule or row security, replica identity DEFAULT, and
+ * its primary key (btree, the installed key columns and operator families,
+ * the columns' collations) as its only index.  Anything else a superuser
+ * adds makes the call take the SQL statements instead, where PostgreSQL
+ * applies it.
+ *
+ * The verdict is cached per backend and dropped by the relcache callback
+ * whenever the table changes.  It is only ever consulted after the lock is
+ * taken (taking a lock processes pending invalidations), and DDL that could
+ * change it conflicts with the lock the caller holds, so the verdict stays
+ * true for as long as the caller holds that lock.  Writing calls lock every
+ * table they may write up front (lock_for_writing), table before index,
+ * as PostgreSQL's own UPDATE does, so REINDEX cannot deadlock with them.
+ */
+#pragma once
+
+#include "pg.hpp"
+
+namespace quota::storage {
+
+inline constexpr int kMaxTableColumns = 12;
+inline constexpr int kMaxKeyColumns = 3;
+
+/* A column the direct path reads or writes. */
+struct ColumnSpec {
+    const char *name;
+    Oid type;
+    bool written_null;     /* the extension may store NULL in it */
+    bool optional = false; /* came with a later version: a database not yet updated lacks it */
+};
+
+/* One of the extension's tables, as installed: its columns, the first `keys` of them its primary key. */
+struct TableSpec {
+    const char *name;
+    int columns;
+    ColumnSpec column[kMaxTableColumns];
+    int keys;
+    Oid key_family[kMaxKeyColumns]; /* btree operator family of each key column */
+};
+
+/* Where the columns are, and whether the direct path may be used; a plain copy. */
+struct TableLayout {
+    bool direct = false;
+    Oid primary_key = InvalidOid;
+    AttrNumber attnum[kMaxTableColumns] = {}; /* 0: the column is missing (a database at an older version) */
+    Oid key_collation[kMaxKeyColumns] = {};
+};
+
+/* The table's OID, InvalidOid when it does not exist (quota.slots before 1.1).  Call inside guarded(). */
+Oid table_oid(const TableSpec &spec);
+
+/* Open the table with `mode` and judge it (see above).  Call inside guarded(); table_close(rel, NoLock) after. */
+Relation open_table(const TableSpec &spec, LOCKMODE mode, TableLayout &layout);
+
+/* Lock every table a writing call may write, in the extension's order.  Call inside guarded(). */
+void lock_for_writing();
+
+/* Begin a scan of the primary key for its first `nkeys` columns equal to `keys`.  Call inside guarded(). */
+IndexScanDesc begin_key_scan(Relation rel, Relation index, const TableSpec &spec, const TableLayout &layout,
+                             const Datum *keys, int nkeys, Snapshot snapshot, ScanKeyData *scan_keys);
+
+/* Find the row with the whole key under `snapshot`; the tuple slot holds it.  Call inside guarded(). */
+bool find_row(Relation rel, const TableSpec &spec, const TableLayout &layout, const Datum *keys, Snapshot snapshot,
+              TupleTableSlot *slot);
+
+/* Column `i` of the spec in a tuple slot whose attributes are fetched (slot_getallattrs). */
+inline Datum slot_column(const TableLayout &layout, TupleTableSlot *slot, int i, bool *isnull)
+{
+    int const at = layout.attnum[i] - 1;
+    *isnull = slot->tts_isnull[at];
+    return slot->tts_values[at];
+}
+
+/*
+ * Rewrite the row at `row`, locked by this transaction: spec column i :=
+ * values[i] for i < count.  simple_heap_update(), plus the primary-key
+ * entry when the update is not HOT; only for a table judged direct.  Call
+ * inside guarded().
+ */
+void rewrite_row(Relation rel, const TableLayout &layout, const ItemPointerData &row, int first, int count,
+                 const Datum *values, const bool *isnull);
+
+} // namespace quota::storage

@@ -1,0 +1,1104 @@
+#!/usr/bin/python3
+"""Randomized bad-input test of every SQL function of the quota extension.
+
+    test/fuzz.py [--seed N] [--calls N]
+
+Connects with the PG* environment variables (as a superuser), recreates the
+database quota_fuzz with CREATE EXTENSION quota, and makes --calls (default
+3000) random calls of quota.set_account, set_slots, reserve_credit,
+commit_credit, release_credit, charge_credit, is_team_limited, expire_holds,
+window_at and reads of quota.usage.  Valid calls (accounts, open, committed
+and released holds, slotted accounts) are mixed with bad and extreme
+arguments: NULLs, 0, -1, bigint extremes, interval extremes (zero, negative,
+mixed-sign, a million years ...), timestamps at the ends of the range and
+infinity, and text that is empty, 256/257 bytes, 1 MB, non-ASCII (a 257-byte
+name whose 256th byte is inside a character), or full of quotes, backslashes,
+control and printf characters.  Every value is a server-side SQL expression
+that was checked once to be constructible, so no error can come from casting
+the fuzzer's own literals; text is written as ASCII (U&'...'), so it reaches
+the server whatever the client encoding.  The session varies: TimeZone,
+client_encoding UTF8/LATIN1, and SET quota.default_limit / default_period.
+A call runs in autocommit, under a SAVEPOINT in an explicit transaction, in
+a transaction that is rolled back, or in a READ ONLY transaction.
+
+A call misbehaves (it is printed with the seed, session and SQL to rerun it) if:
+  * it raises a SQLSTATE outside the contract's bad-input table (22004 22023
+    22003 P0002 55000 22008 25006); a SET of quota.default_* may raise 22023 only
+  * the connection is lost (a crash) or statement_timeout cancels it (a hang)
+  * quota.accounts, quota.holds or quota.slots differ after a call that raised
+    an error (also after ROLLBACK TO SAVEPOINT), after a rolled-back
+    transaction, or after a read-only transaction
+  * an error message or a result is not valid in the client encoding
+  * it accepts an argument the contract's table rejects (NULL, empty or
+    over-long names, over-long keys, amount <= 0, credit_limit < 0, period or
+    hold_for <= 0 or out of timestamptz range, slots outside 0..256, an
+    infinite anchor with a period), or rejects it with a SQLSTATE the table
+    does not give for it; a SET of quota.default_limit/default_period that
+    accepts an invalid value (negative, zero, absurd) or rejects a valid one
+  * a writing function succeeds inside a READ ONLY transaction
+  * an invariant breaks after a call: used >= 0 and held >= 0 (accounts,
+    slots and quota.usage); stored held (account row plus its slots) = sum of
+    the account's open holds; quota.usage held = sum of its unexpired open
+    holds, remaining and limited as defined, the window containing now();
+    a reply's remaining = greatest(limit - used - held, 0), a grant within
+    the limit, a denial without reservation and with retry_after >= 1 when
+    the budget resets; window_at's window contains `at`
+  * a denied grant changed anything (accounts, their usage, or holds)
+  * reading quota.usage or calling expire_holds() raises any error at all.
+At the end the postmaster must not have restarted and a fresh connection must
+work.  The last line is `fuzz: N passed, M failed` (calls that behaved /
+misbehaved); the exit status is 1 when M > 0.  Accounts or holds that a
+misbehaving build let in (names over 256 bytes, ...) are removed again, so
+one bug does not drown the rest of the run.
+"""
+import argparse
+import random
+import sys
+import time
+
+import psycopg2
+
+DATABASE = "quota_fuzz"
+ALLOWED = {"22004", "22023", "22003", "P0002", "55000", "22008", "25006"}
+ALLOWED_FOR_SET = {"22023"}
+BIGINT_MAX = 2 ** 63 - 1
+BIGINT_MIN = -2 ** 63
+NULL_ARG = ("NULL", {"22004"})
+RANGE_CODES = {"22008", "22023"}
+STATEMENT_TIMEOUT = "3s"
+
+
+# ---------------------------------------------------------------- values
+
+def sql_string(s):
+    """A SQL string literal for s made of printable ASCII only (U&'' when needed)."""
+    if all(32 <= ord(c) < 127 and c != "\\" for c in s):
+        return "'" + s.replace("'", "''") + "'"
+    out = []
+    for c in s:
+        o = ord(c)
+        if c == "\\":
+            out.append("\\\\")
+        elif c == "'":
+            out.append("''")
+        elif 32 <= o < 127:
+            out.append(c)
+        elif o <= 0xFFFF:
+            out.append("\\%04X" % o)
+        else:
+            out.append("\\+%06X" % o)
+    return "U&'" + "".join(out) + "'"
+
+
+class Text:
+    """A text value built from (unit, count) segments, written with repeat()."""
+
+    def __init__(self, *segments):
+        self.segments = [(s, 1) if isinstance(s, str) else s for s in segments]
+        self.value = "".join(unit * n for unit, n in self.segments)
+        self.nbytes = len(self.value.encode())
+
+    def sql(self):
+        parts = [sql_string(u) if n == 1 else "repeat(%s, %d)" % (sql_string(u), n)
+                 for u, n in self.segments]
+        return " || ".join(parts)
+
+    def __eq__(self, other):
+        return isinstance(other, Text) and self.value == other.value
+
+    def __hash__(self):
+        return hash(self.value)
+
+
+class Value:
+    """One argument: typed SQL, and the contract's verdict on it (fault)."""
+
+    def __init__(self, sql, fault=None, data=None):
+        self.sql = sql
+        self.fault = fault          # None, or (what is wrong, SQLSTATEs the table gives)
+        self.data = data            # the Python value or pool entry it came from
+
+
+def null(sqltype, fault=NULL_ARG):
+    return Value("NULL::%s" % sqltype, fault, None)
+
+
+OK_TEAMS = [Text("acme"), Text("beta"), Text("ü"), Text("日本語"), Text("😀 team"),
+            Text("o'neil\\x"), Text(("x", 256)), Text(("ü", 128)), Text("a", ("日", 85)),
+            Text(("a", 252), "😀")]
+OK_RESOURCES = [Text("credits")] * 4 + [Text("ai"), Text("ü-res")]
+EDGE_NAMES = [Text(""), Text(("x", 257)), Text(("ü", 128), "a"), Text("a", ("ü", 128)),
+              Text("ab", ("日", 85)), Text(("a", 254), "😀"), Text(("😀", 65)),
+              Text("ü"), Text("日本語"), Text("😀🎉"), Text("O'Brien"), Text("back\\slash"),
+              Text("a\\0b"), Text('"quoted"'), Text("%s%n%x%d%%"), Text("x'); DROP TABLE quota.accounts; --"),
+              Text("\x01\x7f"), Text("tab\tnew\nline"), Text("\u200b"), Text("\ufffd"), Text(" "),
+              Text("\u00a0"), Text("credits")]
+HUGE_NAMES = [Text(("x", 1 << 20)), Text(("日", 349526)), Text(("ü", 300000), "x")]
+EDGE_KEYS = [Text(""), Text(("k", 512)), Text(("k", 513)), Text(("k", 6400)), Text(("ü", 256)),
+             Text(("ü", 256), "a"), Text("a", ("ü", 256)), Text(("a", 510), "😀"), Text("%s%n"),
+             Text("日本語"), Text("O'Brien\\")]
+HUGE_KEYS = [Text(("k", 1 << 20)), Text(("日", 349526))]
+EDGE_BIGINTS = [0, -1, 1, 2, BIGINT_MAX, BIGINT_MAX - 1, BIGINT_MAX - 2, BIGINT_MIN, BIGINT_MIN + 1,
+                2 ** 31 - 1, 2 ** 31, 2 ** 32, 2 ** 53 + 1, 2 ** 62, -2 ** 62]
+EDGE_SLOTS = [0, -1, 1, 256, 257, 2 ** 31 - 1, -2 ** 31, 1000]
+
+# Interval and timestamp pools: SQL expressions, checked once (Pools.load).
+OK_PERIODS = ["interval '1 day'", "interval '1 month'", "interval '7 days'", "interval '1 hour'"]
+OK_HOLDS = ["interval '15 minutes'", "interval '1 hour'", "interval '1 day'"]
+EDGE_INTERVALS = [
+    "interval '0'", "interval '-1 day'", "interval '1 month -40 days'", "interval '1 day -1 second'",
+    "interval '1000000 years'", "interval '178000000 years'", "interval '-178000000 years'",
+    "make_interval(years => 1000000, hours => 1482371152) + interval '219.103232 seconds'",
+    "interval '1 microsecond'", "interval '-1 microsecond'", "interval '2147483647 days'",
+    "interval '2147483647 months'", "interval '-2147483648 days'", "interval '2147483647 hours'",
+    "interval '300000 years'", "interval '1 year 1 microsecond'", "interval '1 month'",
+]
+OK_STAMPS = ["timestamptz '2024-01-31 00:00:00+00'", "timestamptz '2000-02-29 23:30:00+05:45'",
+             "timestamptz '2023-03-12 02:30:00-05'", "now() - interval '36 hours'"]
+EDGE_STAMPS = [
+    "timestamptz '4714-11-24 00:00:00+00 BC'", "timestamptz '294276-12-31 23:59:59+00'",
+    "timestamptz '294276-12-31 23:59:59.999999+00'", "timestamptz '294276-12-30+00'",
+    "timestamptz 'infinity'", "timestamptz '-infinity'", "timestamptz '2100-01-01 00:00:00+00'",
+    "timestamptz '4714-11-24 00:00:00.000001+00 BC'", "timestamptz '1970-01-01 00:00:00+00'",
+]
+TIMEZONES = ["UTC", "America/New_York", "Asia/Kathmandu", "Pacific/Chatham", "EST5EDT", "+14", "-12:30",
+             "Australia/Lord_Howe"]
+# SET quota.default_*: (value, True = must be accepted / False = must be refused / None = either).
+LIMIT_SETTINGS = [("0", True), ("5", True), ("100", True), ("9223372036854775807", True),
+                  ("-1", False), ("lots", False), ("99999999999999999999", False), ("1.5", False),
+                  ("-9223372036854775808", False), ("", None), ("RESET", True)]
+PERIOD_SETTINGS = [("1 day", True), ("1 month", True), ("P1M", True), ("1 hour", True),
+                   ("0", False), ("-1 day", False), ("1 month -40 days", False), ("fortnightly", False),
+                   ("1000000 years", False), ("178000000 years", False), ("2147483647 days", False),
+                   ("2147483647 months", False), ("RESET", True)]
+
+
+class Interval:
+    """A pool interval and what it means as a period or a hold_for."""
+
+    def __init__(self, sql, nonpositive, beyond_range, hold_overflows):
+        self.sql = sql
+        self.nonpositive = nonpositive        # <= '0' by PostgreSQL's own comparison
+        self.beyond_range = beyond_range      # longer than the whole timestamptz range
+        self.hold_overflows = hold_overflows  # now() + it leaves timestamptz's range
+
+
+class Stamp:
+    def __init__(self, sql, finite):
+        self.sql = sql
+        self.finite = finite
+
+
+class Pools:
+    """Interval and timestamp expressions that the server can build."""
+
+    def __init__(self, session):
+        self.skipped = []
+        self.ok_periods = self.intervals(session, OK_PERIODS)
+        self.ok_holds = self.intervals(session, OK_HOLDS)
+        self.edge_intervals = self.intervals(session, EDGE_INTERVALS)
+        self.ok_stamps = self.stamps(session, OK_STAMPS)
+        self.edge_stamps = self.stamps(session, EDGE_STAMPS)
+
+    def intervals(self, session, exprs):
+        out = []
+        for sql in exprs:
+            row = session.probe("SELECT x <= interval '0', abs(extract(epoch FROM x)) > 300000 * 366 * 86400"
+                                " FROM (SELECT (%s)::interval AS x) s" % sql)
+            if row is None:
+                self.skipped.append(sql)
+                continue
+            overflows = session.probe("SELECT now() + (%s)::interval" % sql) is None
+            out.append(Interval(sql, row[0], row[1], overflows))
+        return out
+
+    def stamps(self, session, exprs):
+        out = []
+        for sql in exprs:
+            row = session.probe("SELECT isfinite((%s)::timestamptz)" % sql)
+            if row is None:
+                self.skipped.append(sql)
+            else:
+                out.append(Stamp(sql, row[0]))
+        return out
+
+
+# ---------------------------------------------------------------- the session
+
+class ConnectionLost(Exception):
+    pass
+
+
+class CallError:
+    """An error a call raised, and whether its text was valid in the client encoding."""
+
+    def __init__(self, code, message, encoding_problem=None):
+        self.code = code
+        self.message = message
+        self.encoding_problem = encoding_problem
+
+
+def error_encoding_problem(e):
+    if isinstance(e.pgerror, bytes):
+        return "error message is not valid in the client encoding: %r" % e.pgerror[:200]
+    for field in ("message_primary", "message_detail", "message_hint"):
+        try:
+            getattr(e.diag, field)
+        except UnicodeDecodeError as u:
+            return "%s is not valid in the client encoding: %s" % (field, u)
+    return None
+
+
+class Session:
+    """One connection in autocommit mode, and the settings it was given."""
+
+    def __init__(self, dbname):
+        self.conn = psycopg2.connect(dbname=dbname)
+        self.conn.autocommit = True
+        self.cur = self.conn.cursor()
+        self.settings = {}
+        self.run("LOAD 'quota'")
+        self.run("SET statement_timeout = '%s'" % STATEMENT_TIMEOUT)
+
+    def close(self):
+        try:
+            self.conn.close()
+        except psycopg2.Error:
+            pass
+
+    def run(self, sql):
+        """Execute; rows (or None); psycopg2 errors propagate, a lost connection is ConnectionLost."""
+        try:
+            self.cur.execute(sql)
+            return self.cur.fetchall() if self.cur.description else None
+        except psycopg2.Error as e:
+            if self.conn.closed or e.pgcode is None or e.pgcode.startswith("57P"):
+                raise ConnectionLost(str(e).strip()) from e
+            raise
+
+    def attempt(self, sql):
+        """Execute a fuzzed statement: (rows, None) or (None, CallError)."""
+        try:
+            return self.run(sql), None
+        except psycopg2.Error as e:
+            problem = error_encoding_problem(e)
+            primary = None
+            if problem is None:
+                primary = e.diag.message_primary
+            return None, CallError(e.pgcode, primary, problem)
+        except UnicodeDecodeError as u:
+            return None, CallError(None, None, "reply not valid in the client encoding: %s" % u)
+
+    def probe(self, sql):
+        """First row of sql, or None when it raises an error."""
+        try:
+            rows = self.run(sql)
+            return rows[0] if rows else None
+        except psycopg2.Error:
+            return None
+
+    def set(self, name, value):
+        if name == "client_encoding":
+            self.conn.set_client_encoding(value)
+        elif value == "RESET":
+            self.run("RESET %s" % name)
+        else:
+            self.run("SET %s = %s" % (name, sql_string(value)))
+        if value == "RESET":
+            self.settings.pop(name, None)
+        else:
+            self.settings[name] = value
+
+    def describe(self):
+        return " ".join("SET %s = %s;" % (k, sql_string(v)) for k, v in sorted(self.settings.items())) \
+            or "(defaults)"
+
+
+# ---------------------------------------------------------------- helpers in the database
+
+HELPERS = r"""
+CREATE SCHEMA fuzz;
+
+-- Every row of the extension's tables as a digest, in a fixed order.
+CREATE FUNCTION fuzz.raw_state(OUT tab text, OUT digest text, OUT preview bytea) RETURNS SETOF record
+LANGUAGE sql STABLE SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' AS $$
+    SELECT tab, digest, preview FROM (
+        SELECT 1 AS t, row_number() OVER (ORDER BY a.team, a.resource) AS n, 'accounts' AS tab,
+               md5(a::text) AS digest, convert_to(left(a::text, 160), 'UTF8') AS preview
+          FROM quota.accounts a
+        UNION ALL
+        SELECT 2, row_number() OVER (ORDER BY h.id), 'holds', md5(h::text), convert_to(left(h::text, 160), 'UTF8')
+          FROM quota.holds h
+        UNION ALL
+        SELECT 3, row_number() OVER (ORDER BY s.team, s.resource, s.slot), 'slots', md5(s::text),
+               convert_to(left(s::text, 160), 'UTF8')
+          FROM quota.slots s) x
+     ORDER BY t, n
+$$;
+
+-- What a denied grant must not change: accounts (their settings and
+-- quota.usage's used and held) and holds, with lazy expiry and the rollover
+-- of short windows counted as no change.
+CREATE FUNCTION fuzz.logical_state() RETURNS SETOF bytea
+LANGUAGE sql STABLE SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' AS $$
+    SELECT convert_to(x, 'UTF8') FROM (
+        SELECT format('account %s/%s limit=%s unlimited=%s period=%s anchor=%s slots=%s used=%s held=%s',
+                      left(a.team, 30), left(a.resource, 30), a.credit_limit, a.unlimited, a.period,
+                      a.anchor, a.slots,
+                      CASE WHEN a.period IS NULL OR a.period >= interval '1 hour' THEN u.used END, u.held) AS x
+          FROM quota.accounts a
+          LEFT JOIN quota.usage u ON u.team = a.team AND u.resource = a.resource
+        UNION ALL
+        SELECT format('hold %s %s/%s amount=%s committed=%s key=%s state=%s', h.id, left(h.team, 30),
+                      left(h.resource, 30), h.amount, h.committed, md5(h.idempotency_key),
+                      CASE WHEN h.state = 'open' AND h.expires_at <= now() THEN 'expired' ELSE h.state END)
+          FROM quota.holds h) s
+     ORDER BY x
+$$;
+
+-- The positive invariants: one row per (account, broken rule).
+CREATE FUNCTION fuzz.invariants(OUT account bytea, OUT rule text, OUT detail text) RETURNS SETOF record
+LANGUAGE sql STABLE SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' AS $$
+    WITH open AS (
+        SELECT team, resource, sum(amount) AS open_sum,
+               coalesce(sum(amount) FILTER (WHERE expires_at IS NULL OR expires_at > now()), 0) AS live_sum
+          FROM quota.holds WHERE state = 'open' GROUP BY team, resource),
+    sl AS (
+        SELECT team, resource, sum(held) AS held, min(used) AS min_used, min(held) AS min_held
+          FROM quota.slots GROUP BY team, resource),
+    r AS (
+        SELECT a.team, a.resource, a.used, a.held, a.anchor, a.period, sl.min_used, sl.min_held,
+               a.held + coalesce(sl.held, 0) AS stored_held, coalesce(o.open_sum, 0) AS open_sum,
+               coalesce(o.live_sum, 0) AS live_sum, u.team IS NOT NULL AS in_usage,
+               u.used AS u_used, u.held AS u_held, u.credit_limit, u.remaining, u.unlimited, u.limited,
+               u.window_start, u.resets_at
+          FROM quota.accounts a
+          LEFT JOIN sl ON sl.team = a.team AND sl.resource = a.resource
+          LEFT JOIN open o ON o.team = a.team AND o.resource = a.resource
+          LEFT JOIN quota.usage u ON u.team = a.team AND u.resource = a.resource)
+    SELECT convert_to(left(r.team, 40) || '/' || left(r.resource, 40), 'UTF8'), c.rule, c.detail
+      FROM r, LATERAL (VALUES
+        ('stored used < 0', r.used < 0, format('used %s', r.used)),
+        ('stored held < 0', r.held < 0, format('held %s', r.held)),
+        ('slot used or held < 0', r.min_used < 0 OR r.min_held < 0, format('min used %s, min held %s', r.min_used, r.min_held)),
+        ('stored held <> sum of open holds', r.stored_held <> r.open_sum,
+         format('account row + slots held %s, open holds %s', r.stored_held, r.open_sum)),
+        ('account missing from quota.usage', NOT r.in_usage, ''),
+        ('quota.usage used or held < 0 or NULL', r.in_usage AND (r.u_used IS NULL OR r.u_held IS NULL OR r.u_used < 0 OR r.u_held < 0),
+         format('used %s, held %s', r.u_used, r.u_held)),
+        ('quota.usage held <> unexpired open holds', r.in_usage AND r.u_held IS DISTINCT FROM r.live_sum,
+         format('usage held %s, unexpired open holds %s', r.u_held, r.live_sum)),
+        ('quota.usage remaining wrong', r.in_usage AND NOT r.unlimited
+             AND r.remaining IS DISTINCT FROM greatest(r.credit_limit::numeric - r.u_used - r.u_held, 0),
+         format('limit %s used %s held %s remaining %s', r.credit_limit, r.u_used, r.u_held, r.remaining)),
+        ('quota.usage limited wrong', r.in_usage
+             AND r.limited IS DISTINCT FROM (NOT r.unlimited AND r.u_used::numeric + r.u_held >= r.credit_limit),
+         format('limit %s used %s held %s limited %s', r.credit_limit, r.u_used, r.u_held, r.limited)),
+        ('quota.usage window does not contain now()', r.in_usage AND r.period IS NOT NULL AND r.anchor <= now()
+             AND NOT coalesce(r.window_start <= now() AND now() < r.resets_at, false),
+         format('window %s .. %s, now %s', r.window_start, r.resets_at, now()))
+      ) AS c(rule, bad, detail)
+     WHERE c.bad
+    UNION ALL
+    SELECT convert_to(left(h.team, 40) || '/' || left(h.resource, 40), 'UTF8'), 'open hold of no account',
+           format('hold %s', h.id)
+      FROM quota.holds h
+     WHERE h.state = 'open'
+       AND NOT EXISTS (SELECT FROM quota.accounts a WHERE a.team = h.team AND a.resource = h.resource)
+$$;
+"""
+
+# Rows a misbehaving build let in, removed so that they do not break every later call.
+QUARANTINE = """
+UPDATE quota.holds SET idempotency_key = md5(idempotency_key) WHERE octet_length(idempotency_key) > 512;
+DELETE FROM quota.holds WHERE {bad};
+DELETE FROM quota.slots WHERE {bad};
+DELETE FROM quota.accounts WHERE {bad};
+""".format(bad="octet_length(team) NOT BETWEEN 1 AND 256 OR octet_length(resource) NOT BETWEEN 1 AND 256")
+
+
+# ---------------------------------------------------------------- calls
+
+class Call:
+    """One fuzzed call: its SQL, the faults of its arguments, how to read its reply."""
+
+    def __init__(self, func, sql, faults, writes, reply, account=None, overdraft=False, reservation=None):
+        self.func = func
+        self.sql = sql
+        self.faults = faults            # [(what, {SQLSTATE})]
+        self.writes = writes
+        self.reply = reply              # 'grant', 'bool', 'void', 'count', 'window', 'usage'
+        self.account = account          # (team Text, resource Text) when both were valid names
+        self.overdraft = overdraft
+        self.reservation = reservation  # the reservation id commit/release named
+
+
+GRANT_COLUMNS = ("g.granted, g.reservation, g.used, g.held, g.credit_limit, g.remaining,"
+                 " extract(epoch FROM g.resets_at), g.retry_after")
+WRITES = {"set_account", "set_slots", "reserve_credit", "commit_credit", "release_credit",
+          "charge_credit", "expire_holds"}
+
+
+class Generator:
+    """Draws calls: valid ones that build up state, and ones with edge values."""
+
+    def __init__(self, rng, pools):
+        self.rng = rng
+        self.pools = pools
+        self.accounts = []          # (team, resource) known to exist
+        self.holds = {}             # reservation -> 'open' | 'committed' | 'released' | 'gone'
+        self.edge = set()           # the arguments of the call being built that get edge values
+
+    # -- argument values
+
+    def name(self, role, valid):
+        if role not in self.edge:
+            return Value("(%s)::text" % valid.sql(), None, valid)
+        r = self.rng.random()
+        if r < 0.12:
+            return null("text")
+        pick = self.rng.choice(HUGE_NAMES) if r < 0.16 else self.rng.choice(EDGE_NAMES + OK_TEAMS)
+        return Value("(%s)::text" % pick.sql(), self.name_fault(role, pick), pick)
+
+    @staticmethod
+    def name_fault(role, text):
+        if text.nbytes == 0:
+            return ("%s is empty" % role, {"22023"})
+        if text.nbytes > 256:
+            return ("%s is longer than 256 bytes" % role, {"22023"})
+        return None
+
+    def key(self):
+        if "key" not in self.edge:
+            if self.rng.random() < 0.7:
+                return null("text", None)
+            text = Text("key-%d" % self.rng.randrange(40))
+            return Value("(%s)::text" % text.sql(), None, text)
+        pick = self.rng.choice(HUGE_KEYS) if self.rng.random() < 0.05 else self.rng.choice(EDGE_KEYS)
+        fault = ("idempotency_key is longer than 512 bytes", {"22023"}) if pick.nbytes > 512 else None
+        return Value("(%s)::text" % pick.sql(), fault, pick)
+
+    def bigint(self, role, valid, null_fault=NULL_ARG, bad=None):
+        """bad(n): the fault of n, or None."""
+        if role in self.edge:
+            if self.rng.random() < 0.1:
+                return null("bigint", null_fault)
+            n = self.rng.choice(EDGE_BIGINTS)
+        else:
+            n = valid()
+        return Value("'%d'::bigint" % n, bad(n) if bad else None, n)
+
+    def amount(self):
+        return self.bigint("amount", lambda: self.rng.choice([1, 1, 1, 2, 3, 5, 10, 50]),
+                           bad=lambda n: ("amount <= 0", {"22023"}) if n <= 0 else None)
+
+    def interval(self, role, valid_pool, allow_null=True):
+        if role not in self.edge:
+            if allow_null and self.rng.random() < 0.3:
+                return null("interval", None)
+            if self.rng.random() < 0.03:
+                entry = next(i for i in self.pools.edge_intervals if i.sql == "interval '1 microsecond'")
+            else:
+                entry = self.rng.choice(valid_pool)
+        else:
+            if self.rng.random() < 0.1:
+                return null("interval", None)
+            entry = self.rng.choice(self.pools.edge_intervals)
+        return Value("(%s)::interval" % entry.sql, self.interval_fault(role, entry), entry)
+
+    @staticmethod
+    def interval_fault(role, entry):
+        if entry.nonpositive:
+            return ("%s <= 0" % role, {"22023"})
+        if entry.beyond_range or (role == "hold_for" and entry.hold_overflows):
+            return ("%s leaves the timestamptz range" % role, RANGE_CODES)
+        return None
+
+    def stamp(self, role):
+        if role not in self.edge:
+            if self.rng.random() < 0.5:
+                return null("timestamptz", None)
+            entry = self.rng.choice(self.pools.ok_stamps)
+        else:
+            if self.rng.random() < 0.1:
+                return null("timestamptz", None)
+            entry = self.rng.choice(self.pools.edge_stamps)
+        return Value("(%s)::timestamptz" % entry.sql, None, entry)
+
+    def boolean(self, role, valid_true=0.2):
+        if role in self.edge:
+            return self.rng.choice([null("boolean", None), Value("true"), Value("false")])
+        return Value("true" if self.rng.random() < valid_true else "false")
+
+    def reservation(self):
+        if "reservation" in self.edge:
+            r = self.rng.random()
+            if r < 0.15:
+                return null("bigint")
+            n = self.rng.choice(EDGE_BIGINTS + [10 ** 12, max(self.holds, default=0) + 1])
+            return Value("'%d'::bigint" % n, None, n)
+        by_state = {}
+        for rid, state in self.holds.items():
+            by_state.setdefault(state, []).append(rid)
+        weights = {"open": 6, "committed": 2, "released": 1, "gone": 1}
+        states = [s for s in weights if by_state.get(s)]
+        if not states:
+            return Value("'%d'::bigint" % 424242, None, 424242)
+        state = self.rng.choices(states, [weights[s] for s in states])[0]
+        rid = self.rng.choice(by_state[state][-200:])
+        return Value("'%d'::bigint" % rid, None, rid)
+
+    # -- whole calls
+
+    def choose_edges(self, roles):
+        """Which arguments get edge values: none (half the calls), one, or several."""
+        r = self.rng.random()
+        if r < 0.5 or not roles:
+            self.edge = set()
+        elif r < 0.85:
+            self.edge = {self.rng.choice(roles)}
+        else:
+            self.edge = {role for role in roles if self.rng.random() < 0.4}
+
+    def pick_account(self, known=0.8):
+        if self.accounts and self.rng.random() < known:
+            return self.rng.choice(self.accounts)
+        return self.rng.choice(OK_TEAMS), self.rng.choice(OK_RESOURCES)
+
+    def team_resource(self, known=0.8):
+        team, resource = self.pick_account(known)
+        tv, rv = self.name("team", team), self.name("resource", resource)
+        account = (team, resource) if not self.edge & {"team", "resource"} else None
+        return tv, rv, account
+
+    def args(self, given, optional=()):
+        """name => value list; optional arguments that are not edge values are sometimes left out."""
+        out = []
+        for name, value in given:
+            if name in optional and name not in self.edge and self.omit(value):
+                continue
+            out.append((name, value))
+        return out
+
+    def omit(self, value):
+        return self.rng.random() < (0.5 if value.sql.startswith("NULL") else 0.25)
+
+    @staticmethod
+    def sql_args(args):
+        return ", ".join("%s => %s" % (name, value.sql) for name, value in args)
+
+    @staticmethod
+    def faults(args):
+        return [(name, v.fault) for name, v in args if v.fault is not None]
+
+    def set_account(self):
+        self.choose_edges(["team", "credit_limit", "resource", "period", "anchor", "unlimited"])
+        team, resource, account = self.team_resource(known=0.5)
+        limit = self.bigint("credit_limit", lambda: self.rng.choice([0, 1, 3, 10, 10, 100, 1000, BIGINT_MAX]),
+                            bad=lambda n: ("credit_limit < 0", {"22023"}) if n < 0 else None)
+        period = self.interval("period", self.pools.ok_periods)
+        anchor = self.stamp("anchor")
+        if anchor.data is not None and not anchor.data.finite and period.data is not None:
+            anchor.fault = ("infinite anchor with a period", RANGE_CODES)
+        args = self.args([("team", team), ("credit_limit", limit), ("resource", resource), ("period", period),
+                          ("anchor", anchor), ("unlimited", self.boolean("unlimited", 0.15))],
+                         optional=("resource", "period", "anchor", "unlimited"))
+        sql = "SELECT quota.set_account(%s)" % self.sql_args(args)
+        return Call("set_account", sql, self.faults(args), True, "void", account)
+
+    def set_slots(self):
+        self.choose_edges(["team", "slots", "resource"])
+        team, resource, account = self.team_resource(known=0.9)
+        if "slots" in self.edge:
+            n = self.rng.choice(EDGE_SLOTS + [None])
+        else:
+            n = self.rng.choice([0, 0, 1, 2, 4, 8, 16, 256] if self.rng.random() < 0.2 else [0, 1, 2, 4])
+        if n is None:
+            slots = null("integer", None)
+        else:
+            slots = Value("'%d'::integer" % n, ("slots outside 0..256", {"22023"}) if not 0 <= n <= 256 else None)
+        args = self.args([("team", team), ("slots", slots), ("resource", resource)], optional=("resource",))
+        return Call("set_slots", "SELECT quota.set_slots(%s)" % self.sql_args(args), self.faults(args), True,
+                    "void", account)
+
+    def reserve_credit(self):
+        self.choose_edges(["team", "amount", "resource", "hold_for", "key"])
+        team, resource, account = self.team_resource()
+        args = self.args([("team", team), ("amount", self.amount()), ("resource", resource),
+                          ("hold_for", self.interval("hold_for", self.pools.ok_holds)),
+                          ("idempotency_key", self.key())],
+                         optional=("amount", "resource", "hold_for", "idempotency_key"))
+        sql = "SELECT %s FROM quota.reserve_credit(%s) AS g" % (GRANT_COLUMNS, self.sql_args(args))
+        return Call("reserve_credit", sql, self.faults(args), True, "grant", account)
+
+    def charge_credit(self):
+        self.choose_edges(["team", "amount", "resource", "allow_overdraft"])
+        team, resource, account = self.team_resource()
+        overdraft = self.boolean("allow_overdraft", 0.1)
+        args = self.args([("team", team), ("amount", self.amount()), ("resource", resource),
+                          ("allow_overdraft", overdraft)], optional=("amount", "resource", "allow_overdraft"))
+        sql = "SELECT %s FROM quota.charge_credit(%s) AS g" % (GRANT_COLUMNS, self.sql_args(args))
+        return Call("charge_credit", sql, self.faults(args), True, "grant", account,
+                    overdraft=overdraft.sql != "false")
+
+    def commit_credit(self):
+        self.choose_edges(["reservation", "amount"])
+        reservation = self.reservation()
+        amount = self.bigint("amount", lambda: self.rng.choice([0, 1, 1, 2, 5]), null_fault=None,
+                             bad=lambda n: ("commit amount < 0", {"22023"}) if n < 0 else None)
+        if "amount" not in self.edge and self.rng.random() < 0.5:
+            amount = null("bigint", None)
+        args = self.args([("reservation", reservation), ("amount", amount)], optional=("amount",))
+        sql = "SELECT %s FROM quota.commit_credit(%s) AS g" % (GRANT_COLUMNS, self.sql_args(args))
+        return Call("commit_credit", sql, self.faults(args), True, "grant", reservation=reservation.data)
+
+    def release_credit(self):
+        self.choose_edges(["reservation"])
+        reservation = self.reservation()
+        args = [("reservation", reservation)]
+        return Call("release_credit", "SELECT quota.release_credit(%s)" % self.sql_args(args),
+                    self.faults(args), True, "bool", reservation=reservation.data)
+
+    def is_team_limited(self):
+        self.choose_edges(["team", "resource"])
+        team, resource, account = self.team_resource()
+        args = self.args([("team", team), ("resource", resource)], optional=("resource",))
+        return Call("is_team_limited", "SELECT quota.is_team_limited(%s)" % self.sql_args(args),
+                    self.faults(args), False, "bool", account)
+
+    def window_at(self):
+        self.edge = {"anchor", "period", "at"} if self.rng.random() < 0.7 else set()
+        anchor = self.stamp("anchor") if self.rng.random() < 0.9 else null("timestamptz", None)
+        if anchor.sql.startswith("NULL") and "anchor" not in self.edge:
+            anchor = Value("(%s)::timestamptz" % self.pools.ok_stamps[0].sql, None, self.pools.ok_stamps[0])
+        period = self.interval("period", self.pools.ok_periods, allow_null=False)
+        at = self.stamp("at")
+        for value, role in ((anchor, "anchor"), (at, "at")):
+            if value.data is not None and not value.data.finite:
+                value.fault = ("infinite %s" % role, RANGE_CODES)
+        args = self.args([("anchor", anchor), ("period", period), ("at", at)], optional=("at",))
+        at_sql = dict(args).get("at", Value("now()")).sql
+        sql = ("SELECT extract(epoch FROM w.window_start), extract(epoch FROM w.resets_at),"
+               " w.window_start <= %s AND %s < w.resets_at FROM quota.window_at(%s) AS w"
+               % (at_sql, at_sql, self.sql_args(args)))
+        return Call("window_at", sql, self.faults(args), False, "window")
+
+    def expire_holds(self):
+        return Call("expire_holds", "SELECT quota.expire_holds()", [], True, "count")
+
+    def usage(self):
+        return Call("usage", "SELECT rule, detail FROM fuzz.invariants()", [], False, "usage")
+
+
+CALLS = {  # function: weight
+    "reserve_credit": 20, "charge_credit": 15, "commit_credit": 12, "release_credit": 7,
+    "set_account": 12, "set_slots": 5, "is_team_limited": 8, "window_at": 8, "expire_holds": 2, "usage": 3,
+}
+MODES = {"autocommit": 64, "savepoint": 16, "rollback": 10, "readonly": 10}
+
+
+# ---------------------------------------------------------------- failures
+
+class Failures:
+    """Every misbehaving call, grouped by class; the first of each class is printed as it happens."""
+
+    def __init__(self, seed):
+        self.seed = seed
+        self.classes = {}       # key -> [count, shortest example]
+
+    def record(self, key, example):
+        entry = self.classes.get(key)
+        if entry is None:
+            self.classes[key] = [1, example]
+            print("FAIL %s\n%s" % (" | ".join(key), example), flush=True)
+        else:
+            entry[0] += 1
+            if len(example) < len(entry[1]):
+                entry[1] = example
+
+    def summary(self):
+        if not self.classes:
+            return
+        print("\n%d distinct failure(s) (seed %d); shortest example of each:" % (len(self.classes), self.seed))
+        for key, (count, example) in sorted(self.classes.items()):
+            print("\n* %s  (%d call(s))\n%s" % (" | ".join(key), count, example))
+
+
+def example(seed, number, session, mode, sql, detail):
+    wrapped = {
+        "autocommit": "%s;",
+        "savepoint": "BEGIN; SAVEPOINT fuzz; %s; ROLLBACK TO SAVEPOINT fuzz; COMMIT;",
+        "rollback": "BEGIN; %s; ROLLBACK;",
+        "readonly": "BEGIN READ ONLY; %s; COMMIT;",
+    }[mode] % sql
+    return ("    seed %d, call %d (rerun: test/fuzz.py --seed %d --calls %d)\n    session: %s\n    sql: %s\n    %s"
+            % (seed, number, seed, number, session, wrapped, detail))
+
+
+# ---------------------------------------------------------------- the fuzzer
+
+class Fuzzer:
+    def __init__(self, seed, dbname):
+        self.seed = seed
+        self.dbname = dbname
+        self.rng = random.Random(seed)
+        self.session = Session(dbname)
+        self.pools = Pools(self.session)
+        self.gen = Generator(self.rng, self.pools)
+        self.failures = Failures(seed)
+        self.passed = 0
+        self.failed = 0
+        self.number = 0
+        self.known_violations = set()
+        self.usage_broken = False
+
+    # -- state snapshots
+
+    def raw_state(self):
+        return [(t, d, bytes(p)) for t, d, p in self.session.run("SELECT * FROM fuzz.raw_state()")]
+
+    def logical_state(self):
+        try:
+            return [bytes(x) for (x,) in self.session.run("SELECT * FROM fuzz.logical_state()")]
+        except psycopg2.Error:
+            return None         # quota.usage is broken: reported by the invariant check
+
+    @staticmethod
+    def state_diff(before, after):
+        b, a = set(before), set(after)
+        gone = [row for row in before if row not in a][:3]
+        new = [row for row in after if row not in b][:3]
+        show = lambda row: (row[-1] if isinstance(row, tuple) else row).decode("utf-8", "replace")
+        return "; ".join(["before: " + show(r) for r in gone] + ["after: " + show(r) for r in new])
+
+    def unchanged(self, before, when):
+        after = self.raw_state()
+        if after == before:
+            return []
+        return [(("tables changed " + when,), self.state_diff(before, after))]
+
+    # -- one call
+
+    def step(self):
+        self.number += 1
+        if self.rng.random() < 0.05:
+            problems, session, sql, mode = self.change_session()
+        else:
+            func = self.rng.choices(list(CALLS), list(CALLS.values()))[0]
+            call = getattr(self.gen, func)()
+            mode = self.rng.choices(list(MODES), list(MODES.values()))[0]
+            if call.reply == "usage":
+                mode = "autocommit"
+            session, sql = self.session.describe(), call.sql
+            try:
+                problems = self.run_call(call, mode)
+            except ConnectionLost as e:
+                problems = [(("connection lost (crash?)", call.func), str(e))]
+                self.recover()
+        for key, detail in problems:
+            self.failures.record(key, example(self.seed, self.number, session, mode, sql, detail))
+        if problems:
+            self.failed += 1
+        else:
+            self.passed += 1
+
+    def run_call(self, call, mode):
+        before = self.raw_state()
+        denial_check = mode == "autocommit" and call.func in ("reserve_credit", "charge_credit")
+        logical = self.logical_state() if denial_check else None
+        problems = []
+        run = self.session.run
+        if mode == "autocommit":
+            rows, err = self.session.attempt(call.sql)
+        elif mode == "savepoint":
+            run("BEGIN")
+            run("SAVEPOINT fuzz")
+            rows, err = self.session.attempt(call.sql)
+            if err:
+                run("ROLLBACK TO SAVEPOINT fuzz")
+                problems += self.unchanged(before, "by a failed call, after ROLLBACK TO SAVEPOINT")
+            else:
+                run("RELEASE SAVEPOINT fuzz")
+            run("COMMIT")
+        elif mode == "rollback":
+            run("BEGIN")
+            rows, err = self.session.attempt(call.sql)
+            run("ROLLBACK")
+            problems += self.unchanged(before, "by a rolled-back transaction")
+        else:
+            run("BEGIN READ ONLY")
+            rows, err = self.session.attempt(call.sql)
+            run("ROLLBACK" if err else "COMMIT")
+            problems += self.unchanged(before, "by a read-only transaction")
+        if err:
+            if mode in ("autocommit", "savepoint"):
+                problems += self.unchanged(before, "by a failed call")
+            return problems + self.judge_error(call, mode, err)
+        return problems + self.judge_success(call, mode, rows, logical)
+
+    def judge_error(self, call, mode, err):
+        problems = []
+        if err.encoding_problem:
+            problems.append((("message not valid in the client encoding", call.func), err.encoding_problem))
+        if err.code is None:
+            return problems
+        got = "got %s: %s" % (err.code, err.message)
+        if call.reply in ("usage", "count"):
+            return problems + [(("%s raised an error" % call.func, err.code), got)]
+        if err.code == "57014":
+            return problems + [(("statement timeout (hang)", call.func), got)]
+        if err.code not in ALLOWED:
+            return problems + [(("SQLSTATE outside the contract", call.func, err.code), got)]
+        if call.faults:
+            expected = set().union(*(codes for _, (_, codes) in call.faults))
+            if mode == "readonly" and call.writes:
+                expected.add("25006")
+            if err.code not in expected:
+                what = ", ".join(w for _, (w, _) in call.faults)
+                problems.append((("wrong SQLSTATE for bad input", call.func, what, err.code),
+                                 "%s; the contract gives %s" % (got, "/".join(sorted(expected)))))
+        if err.message and err.message[:1].isupper() and err.message[1:2].islower():
+            problems.append((("message not in PostgreSQL style (capitalised)", call.func), got))
+        return problems
+
+    def judge_success(self, call, mode, rows, logical):
+        problems = []
+        if call.faults:
+            what = ", ".join(w for _, (w, _) in call.faults)
+            problems.append((("accepted bad input", call.func, what), "the call succeeded: %r" % (rows,)[:300]))
+            self.quarantine()
+        if mode == "readonly" and call.writes:
+            problems.append((("writing call succeeded in a READ ONLY transaction", call.func),
+                             "reply %r (the contract: 25006)" % (rows,)[:300]))
+        problems += self.check_reply(call, rows)
+        if mode in ("autocommit", "savepoint"):
+            self.remember(call, rows)
+            if logical is not None and rows and rows[0][0] is False:
+                after = self.logical_state()
+                if after is not None and after != logical:
+                    problems.append((("a denied grant changed something", call.func),
+                                     self.state_diff(logical, after)))
+            problems += self.check_invariants(call.func)
+        return problems
+
+    # -- replies
+
+    def check_reply(self, call, rows):
+        row = rows[0] if rows else None
+        if call.reply == "grant":
+            return [(("reply breaks the contract", call.func, p), "reply %r" % (row,)) for p in self.grant_problems(call, row)]
+        if call.reply == "window" and row is not None and row[2] is False:
+            return [(("window_at's window does not contain at", "window_at"), "window (epoch) %s .. %s" % row[:2])]
+        if call.reply == "window" and row is not None and None in row and not any(
+                v.startswith("NULL") for v in call.sql.split("=> ")[1:]):
+            return [(("window_at returned NULL for non-NULL arguments", "window_at"), "reply %r" % (row,))]
+        if call.reply == "count" and (row is None or row[0] is None or row[0] < 0):
+            return [(("expire_holds returned a bad count", "expire_holds"), "reply %r" % (row,))]
+        if call.reply == "usage" and rows:
+            return []           # the invariants were read by the call itself; check_invariants reports them
+        return []
+
+    @staticmethod
+    def grant_problems(call, row):
+        if row is None:
+            return ["no row"]
+        granted, reservation, used, held, limit, remaining, resets, retry = row
+        problems = []
+        if granted is None:
+            problems.append("granted is NULL")
+        if used is None or held is None or used < 0 or held < 0:
+            return problems + ["used or held negative or NULL"]
+        if limit is None and remaining is not None:
+            problems.append("remaining not NULL for an unlimited account")
+        if limit is not None and remaining != max(limit - used - held, 0):
+            problems.append("remaining <> greatest(credit_limit - used - held, 0)")
+        if granted and retry is not None:
+            problems.append("retry_after on a grant")
+        if granted and call.func == "reserve_credit" and reservation is None:
+            problems.append("granted reserve without reservation")
+        if granted and limit is not None and not call.overdraft and call.func in ("reserve_credit", "charge_credit") \
+                and used + held > limit:
+            problems.append("granted past the limit")
+        if granted is False:
+            if reservation is not None:
+                problems.append("denial with a reservation")
+            if (resets is None) != (retry is None) or (retry is not None and retry < 1):
+                problems.append("denial's retry_after wrong for its resets_at")
+        return problems
+
+    def remember(self, call, rows):
+        """Follow what exists: accounts, and reservations by state."""
+        row = rows[0] if rows else None
+        if call.func == "set_account" and call.account and call.account not in self.gen.accounts:
+            self.gen.accounts.append(call.account)
+        elif call.func == "reserve_credit" and row and row[0] and row[1] is not None:
+            self.gen.holds.setdefault(row[1], "open")
+        elif call.func == "commit_credit" and row and row[0]:
+            self.gen.holds[call.reservation] = "committed"
+        elif call.func == "release_credit" and row:
+            self.gen.holds[call.reservation] = "released" if row[0] else "gone"
+
+    # -- invariants
+
+    def check_invariants(self, func):
+        try:
+            rows = self.session.run("SELECT * FROM fuzz.invariants()")
+        except psycopg2.Error as e:
+            if self.usage_broken:
+                return []
+            self.usage_broken = True
+            problem = [(("reading quota.usage raised an error", e.pgcode), "after %s: %s" % (func, str(e).strip()))]
+            self.quarantine_unreadable()
+            return problem
+        self.usage_broken = False
+        seen = {(bytes(acc), rule) for acc, rule, _ in rows}
+        problems = [(("invariant broken", rule), "after %s: %s: %s" % (func, bytes(acc).decode("utf-8", "replace"), detail))
+                    for acc, rule, detail in rows if (bytes(acc), rule) not in self.known_violations]
+        self.known_violations = seen
+        return problems
+
+    def quarantine(self):
+        self.session.run(QUARANTINE)
+        self.forget_missing_accounts()
+
+    def quarantine_unreadable(self):
+        """Delete the accounts quota.usage cannot read (a broken build let them in)."""
+        for (team, resource) in self.session.run("SELECT team, resource FROM quota.accounts") or []:
+            pass
+        rows = self.session.run("SELECT convert_to(team, 'UTF8'), convert_to(resource, 'UTF8') FROM quota.accounts")
+        for team, resource in rows:
+            cond = "team = convert_from('\\x%s'::bytea, 'UTF8') AND resource = convert_from('\\x%s'::bytea, 'UTF8')" % (
+                bytes(team).hex(), bytes(resource).hex())
+            if self.session.probe("SELECT count(*) FROM quota.usage WHERE %s" % cond) is None:
+                for table in ("holds", "slots", "accounts"):
+                    self.session.run("DELETE FROM quota.%s WHERE %s" % (table, cond))
+        self.forget_missing_accounts()
+
+    def forget_missing_accounts(self):
+        rows = self.session.run("SELECT convert_to(team, 'UTF8'), convert_to(resource, 'UTF8') FROM quota.accounts")
+        present = {(bytes(t).decode(), bytes(r).decode()) for t, r in rows}
+        self.gen.accounts = [a for a in self.gen.accounts if (a[0].value, a[1].value) in present]
+
+    # -- the session
+
+    def change_session(self):
+        """A session change; SETs of quota.default_* are judged like calls."""
+        r = self.rng.random()
+        if r < 0.3:
+            self.session.set("TimeZone", self.rng.choice(TIMEZONES))
+        elif r < 0.45:
+            self.session.set("client_encoding", self.rng.choice(["UTF8", "LATIN1"]))
+        elif r < 0.95:
+            name, pool = ("quota.default_limit", LIMIT_SETTINGS) if r < 0.7 else ("quota.default_period", PERIOD_SETTINGS)
+            value, valid = self.rng.choice(pool)
+            return self.set_setting(name, value, valid)
+        else:
+            self.reconnect()
+        return [], self.session.describe(), "-- session change", "autocommit"
+
+    def set_setting(self, name, value, valid):
+        session = self.session.describe()
+        sql = "RESET %s" % name if value == "RESET" else "SET %s = %s" % (name, sql_string(value))
+        try:
+            self.session.set(name, value)
+            problems = [] if valid is not False else [(("SET accepted an invalid value", name), "value %r" % value)]
+        except ConnectionLost as e:
+            self.recover()
+            return [(("connection lost (crash?)", name), str(e))], session, sql, "autocommit"
+        except psycopg2.Error as e:
+            got = "got %s: %s" % (e.pgcode, str(e).strip())
+            if e.pgcode not in ALLOWED_FOR_SET:
+                problems = [(("SET raised a SQLSTATE other than 22023", name, e.pgcode), got)]
+            elif valid:
+                problems = [(("SET refused a valid value", name), got)]
+            else:
+                problems = []
+        return problems, session, sql, "autocommit"
+
+    def reconnect(self):
+        self.session.close()
+        self.session = Session(self.dbname)
+
+    def recover(self):
+        """After a lost connection: wait for the server to accept connections again."""
+        self.session.close()
+        deadline = time.time() + 60
+        while True:
+            try:
+                self.session = Session(self.dbname)
+                return
+            except psycopg2.Error:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+
+
+# ---------------------------------------------------------------- main
+
+def admin_connection():
+    """A connection to the PG* database (or postgres when that is quota_fuzz itself)."""
+    conn = psycopg2.connect("")
+    if conn.get_dsn_parameters().get("dbname") == DATABASE:
+        conn.close()
+        conn = psycopg2.connect(dbname="postgres")
+    conn.autocommit = True
+    return conn
+
+
+def create_database():
+    with admin_connection() as conn, conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % DATABASE)
+        cur.execute("CREATE DATABASE %s" % DATABASE)
+    conn.close()
+    conn = psycopg2.connect(dbname=DATABASE)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE EXTENSION quota")
+        cur.execute(HELPERS)
+        cur.execute("SELECT pg_postmaster_start_time()")
+        started = cur.fetchone()[0]
+    conn.close()
+    return started
+
+
+def final_checks(started):
+    """The server did not restart, and a fresh connection works."""
+    try:
+        conn = psycopg2.connect(dbname=DATABASE)
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_postmaster_start_time(), count(*) FROM quota.accounts")
+            now_started = cur.fetchone()[0]
+        conn.close()
+    except psycopg2.Error as e:
+        return ["a fresh connection failed: %s" % str(e).strip()]
+    if now_started != started:
+        return ["the postmaster restarted: started %s, now %s" % (started, now_started)]
+    return []
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=random.randrange(2 ** 31))
+    parser.add_argument("--calls", type=int, default=3000)
+    args = parser.parse_args()
+    print("fuzz: seed %d, %d calls (rerun: test/fuzz.py --seed %d)" % (args.seed, args.calls, args.seed), flush=True)
+
+    started = create_database()
+    fuzzer = Fuzzer(args.seed, DATABASE)
+    for sql in fuzzer.pools.skipped:
+        print("fuzz: skipped %s (the server cannot build it)" % sql)
+    t0 = time.time()
+    while fuzzer.number < args.calls:
+        fuzzer.step()
+    fuzzer.session.close()
+    for problem in final_checks(started):
+        print("FAIL %s" % problem)
+        fuzzer.failed += 1
+    fuzzer.failures.summary()
+    print("fuzz: %d calls in %.1f s" % (fuzzer.number, time.time() - t0))
+    print("fuzz: %d passed, %d failed" % (fuzzer.passed, fuzzer.failed))
+    return 1 if fuzzer.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
