@@ -7,6 +7,11 @@
 # counts.  Writes bench/RESULTS.md.  Not part of the test suite.
 #
 #   bench/run.sh [--seconds 5] [--rounds 3] [--clients "1 8 32"] [--memory-calls 1000000] [--slots 32]
+#                [--workloads "SPREAD HOT HOT-SLOTS NEAR-LIMIT"] [--extras yes|no] [--out bench/RESULTS.md]
+#
+# --workloads and --extras no (no race, no memory runs) make a shorter run,
+# e.g. the speed check of every change to the hot path:
+#   bench/run.sh --workloads SPREAD --clients 8 --extras no --out /tmp/spread.md
 #
 # On a fresh Debian 12 machine it installs what it needs with apt, builds and
 # installs the extension, and runs its own throwaway cluster.
@@ -19,14 +24,20 @@ rounds=3
 slots=32
 clients_list="1 8 32"
 memory_calls=1000000
+workloads="SPREAD HOT HOT-SLOTS NEAR-LIMIT"
+extras=yes
+out="$QUOTA_ROOT/bench/RESULTS.md"
 while [ $# -gt 0 ]; do
     case $1 in
+        --workloads) workloads=$2; shift 2 ;;
+        --extras) extras=$2; shift 2 ;;
+        --out) out=$(realpath -m "$2"); shift 2 ;;
         --seconds) seconds=$2; shift 2 ;;
         --clients) clients_list=$2; shift 2 ;;
         --rounds) rounds=$2; shift 2 ;;
         --memory-calls) memory_calls=$2; shift 2 ;;
         --slots) slots=$2; shift 2 ;;
-        *) echo "usage: bench/run.sh [--seconds N] [--rounds N] [--clients \"1 8 32\"] [--memory-calls N] [--slots 32]" >&2; exit 2 ;;
+        *) echo "usage: bench/run.sh [--seconds N] [--rounds N] [--clients \"1 8 32\"] [--memory-calls N] [--slots 32] [--workloads \"SPREAD ...\"] [--extras yes|no] [--out FILE]" >&2; exit 2 ;;
     esac
 done
 
@@ -74,63 +85,76 @@ run() {
         "$(IFS=,; echo "${lines[*]}")" >>"$results"
 }
 
+wanted() { [[ " $workloads " == *" $1 "* ]]; }
 for mode in durable cpu-bound; do
-    fixtures 1000000000000000 0
-    for clients in $clients_list; do run "$mode" SPREAD 10000 "$clients"; done
-    fixtures 1000000000000000 0
-    for clients in $clients_list; do run "$mode" HOT 1 "$clients"; done
+    if wanted SPREAD; then
+        fixtures 1000000000000000 0
+        for clients in $clients_list; do run "$mode" SPREAD 10000 "$clients"; done
+    fi
+    if wanted HOT; then
+        fixtures 1000000000000000 0
+        for clients in $clients_list; do run "$mode" HOT 1 "$clients"; done
+    fi
     # The same hot account split into slots (issue 4): quota's calls only, with
     # the one-row bare UPDATE for reference.
-    fixtures 1000000000000000 0 "$slots"
-    for clients in $clients_list; do run "$mode" HOT-SLOTS 1 "$clients" bare_update charge_credit reserve_commit; done
+    if wanted HOT-SLOTS; then
+        fixtures 1000000000000000 0 "$slots"
+        for clients in $clients_list; do run "$mode" HOT-SLOTS 1 "$clients" bare_update charge_credit reserve_commit; done
+    fi
     # Near the limit: every account has 1 credit left, so almost every call is denied.
-    fixtures 1000 999
-    for clients in $clients_list; do run "$mode" NEAR-LIMIT 10000 "$clients"; done
+    if wanted NEAR-LIMIT; then
+        fixtures 1000 999
+        for clients in $clients_list; do run "$mode" NEAR-LIMIT 10000 "$clients"; done
+    fi
 done
 
-# The race, shown: 32 clients make 100 attempts each against a limit of 1000.
-say "the race: 3200 attempts against a limit of 1000"
-fixtures 1000 0
-race() {
-    PGOPTIONS="-c synchronous_commit=off" pgbench -n -M prepared -c 32 -j 2 -t 100 -D accounts=1 \
-        -f "$QUOTA_ROOT/bench/scripts/$1.sql" >/dev/null 2>&1
-}
-race read_then_write
-race for_update
-race charge_credit
-race_rows=$(psql -X -At -F '|' -c "
-    SELECT 'read_then_write', used, credit_limit FROM bench.rtw WHERE team = '1'
-    UNION ALL SELECT 'for_update', used, credit_limit FROM bench.lock WHERE team = '1'
-    UNION ALL SELECT 'charge_credit', used, credit_limit FROM quota.accounts WHERE team = 'c1'")
+race_rows=""
+memory_rows=""
+if [ "$extras" = yes ]; then
+    # The race, shown: 32 clients make 100 attempts each against a limit of 1000.
+    say "the race: 3200 attempts against a limit of 1000"
+    fixtures 1000 0
+    race() {
+        PGOPTIONS="-c synchronous_commit=off" pgbench -n -M prepared -c 32 -j 2 -t 100 -D accounts=1 \
+            -f "$QUOTA_ROOT/bench/scripts/$1.sql" >/dev/null 2>&1
+    }
+    race read_then_write
+    race for_update
+    race charge_credit
+    race_rows=$(psql -X -At -F '|' -c "
+        SELECT 'read_then_write', used, credit_limit FROM bench.rtw WHERE team = '1'
+        UNION ALL SELECT 'for_update', used, credit_limit FROM bench.lock WHERE team = '1'
+        UNION ALL SELECT 'charge_credit', used, credit_limit FROM quota.accounts WHERE team = 'c1'")
 
-# Backend memory over many calls in one session (RssAnon of the backend).
-memory() {
-    local script=$1 transactions=$2 accounts=${3:-10000} pid first last
-    PGOPTIONS="-c synchronous_commit=off" PGAPPNAME="quota-memory" pgbench -n -M prepared -c 1 -t "$transactions" \
-        -D accounts="$accounts" -f "$QUOTA_ROOT/bench/scripts/$script.sql" >/dev/null 2>&1 &
-    local bench_pid=$!
-    pid=""
-    while [ -z "$pid" ] && kill -0 "$bench_pid" 2>/dev/null; do
-        sleep 0.5
-        pid=$(psql -X -At -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'quota-memory' LIMIT 1")
-    done
-    sleep 1
-    first=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
-    last=$first
-    while kill -0 "$bench_pid" 2>/dev/null; do
-        last=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo "$last")
+    # Backend memory over many calls in one session (RssAnon of the backend).
+    memory() {
+        local script=$1 transactions=$2 accounts=${3:-10000} pid first last
+        PGOPTIONS="-c synchronous_commit=off" PGAPPNAME="quota-memory" pgbench -n -M prepared -c 1 -t "$transactions" \
+            -D accounts="$accounts" -f "$QUOTA_ROOT/bench/scripts/$script.sql" >/dev/null 2>&1 &
+        local bench_pid=$!
+        pid=""
+        while [ -z "$pid" ] && kill -0 "$bench_pid" 2>/dev/null; do
+            sleep 0.5
+            pid=$(psql -X -At -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'quota-memory' LIMIT 1")
+        done
         sleep 1
-    done
-    echo "$script${3:+ (slotted)}|$transactions|$first|$last"
-}
-fixtures 1000000000000000 0
-say "backend memory: $memory_calls calls of charge_credit, then of reserve_credit + commit_credit"
-memory_rows="$(memory charge_credit "$memory_calls")"$'\n'"$(memory reserve_commit $((memory_calls / 2)))"
-fixtures 1000000000000000 0 "$slots"
-say "backend memory: $memory_calls calls of charge_credit on one account with $slots slots"
-memory_rows+=$'\n'"$(memory charge_credit "$memory_calls" 1)"
+        first=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+        last=$first
+        while kill -0 "$bench_pid" 2>/dev/null; do
+            last=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo "$last")
+            sleep 1
+        done
+        echo "$script${3:+ (slotted)}|$transactions|$first|$last"
+    }
+    fixtures 1000000000000000 0
+    say "backend memory: $memory_calls calls of charge_credit, then of reserve_credit + commit_credit"
+    memory_rows="$(memory charge_credit "$memory_calls")"$'\n'"$(memory reserve_commit $((memory_calls / 2)))"
+    fixtures 1000000000000000 0 "$slots"
+    say "backend memory: $memory_calls calls of charge_credit on one account with $slots slots"
+    memory_rows+=$'\n'"$(memory charge_credit "$memory_calls" 1)"
+fi
 
-/usr/bin/python3 - "$results" "$seconds" "$rounds" "$clients_list" "$race_rows" "$memory_rows" "$slots" >"$QUOTA_ROOT/bench/RESULTS.md" <<'PY'
+/usr/bin/python3 - "$results" "$seconds" "$rounds" "$clients_list" "$race_rows" "$memory_rows" "$slots" >"$out" <<'PY'
 import json, platform, subprocess, sys, datetime
 results_path, seconds, rounds, clients_list, race_rows, memory_rows, slots = sys.argv[1:8]
 runs = [json.loads(line) for line in open(results_path)]
@@ -190,6 +214,8 @@ for mode in ["durable", "cpu-bound"]:
                 cells.append("%.0f / %.3f / %.3f / **%.2f×**" % (c["tps"], c["p50_ms"], c["p99_ms"], c["tps"] / base["tps"]))
             print("| %s | %s |" % (label[name], " | ".join(cells)))
         print()
+if not race_rows.strip():
+    sys.exit(0)
 print("## The race\n")
 print("32 clients, 100 attempts each (3,200), one account with a limit of 1,000:\n")
 print("| contender | used | limit | overspend |\n|---|---|---|---|")
@@ -207,6 +233,6 @@ for line in memory_rows.strip().splitlines():
     name = label[script.split(" ")[0]] + (" (one account, %s slots)" % slots if "slotted" in script else "")
     print("| %d | %s | %s kB | %s kB | %+d kB |" % (calls, name, first, last, int(last) - int(first)))
 PY
-cp "$results" "$QUOTA_ROOT/bench/results.jsonl"
-say "wrote bench/RESULTS.md"
-cat "$QUOTA_ROOT/bench/RESULTS.md"
+if [ "$out" = "$QUOTA_ROOT/bench/RESULTS.md" ]; then cp "$results" "$QUOTA_ROOT/bench/results.jsonl"; else cp "$results" "${out%.md}.jsonl"; fi
+say "wrote $out"
+cat "$out"

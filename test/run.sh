@@ -46,6 +46,11 @@ isolation() {
     make -s PG_CONFIG="$QUOTA_PG_BIN/pg_config" isolationcheck || { show_diffs output_iso/regression.diffs; return 1; }
 }
 
+# The bad-input fuzzer, with a fresh seed each run (printed, so a failure can be replayed).
+fuzz() {
+    /usr/bin/python3 test/fuzz.py --calls "${QUOTA_FUZZ_CALLS:-3000}"
+}
+
 # One run of the stress audit in a database of its own.
 stress() {
     dropdb --if-exists quota_stress && createdb quota_stress &&
@@ -65,6 +70,10 @@ suite "regression tests (pg_regress: sql/ against expected/)" regression
 suite "isolation tests (test/specs against test/expected)" isolation
 suite "README's psql output equals expected/inspection.out" test/readme_output.sh
 suite "pg_dump and restore" test/dump_restore.sh
+suite "CREATE EXTENSION refuses someone else's schema" test/schema_owner.sh
+suite "read-only transactions and a hot standby refuse writes (25006)" test/standby.sh
+suite "REINDEX and CREATE INDEX while spending: no deadlock, indexes sound" test/ddl_race.sh
+suite "randomized bad input (test/fuzz.py): contract SQLSTATEs only, nothing changed" fuzz
 suite "upgrade path: ALTER EXTENSION quota UPDATE from every version" test/upgrade.sh
 suite "example: Node.js chat backend (node --test)" examples/node-chat/test.sh
 suite "example: LLM gateway (node --test)" examples/llm-gateway/test.sh

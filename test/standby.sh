@@ -10,8 +10,10 @@
 # Needs PGHOST/PGPORT/PGUSER of a running primary with the extension installed
 # (test/run.sh sets them; the cluster allows local replication connections, as
 # initdb's pg_hba.conf does).  The standby lives in a directory of its own
-# with its own socket, on port PGPORT+1, and is removed at the end.
+# (under $QUOTA_CLUSTER when set) with its own socket, on port PGPORT+1, and
+# is stopped and removed at the end, also when a check fails.
 set -euo pipefail
+# shellcheck source=lib/cluster.sh source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/lib/cluster.sh"
 cd /
 
@@ -29,6 +31,7 @@ cleanup() {
     dropdb --if-exists "$db" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+trap "exit 1" INT TERM
 
 fail() {
     echo "standby: FAIL: $*"
@@ -86,6 +89,8 @@ SELECT quota.reserve_credit('plain', 4, hold_for => NULL, idempotency_key => 'pl
 SELECT quota.reserve_credit('plain', 2, hold_for => NULL, idempotency_key => 'plain-open-2');
 SELECT quota.reserve_credit('hot', 5, hold_for => NULL, idempotency_key => 'hot-open');
 SELECT quota.reserve_credit('hot', 1, hold_for => NULL, idempotency_key => 'hot-open-2');
+SELECT quota.commit_credit((quota.reserve_credit('plain', 1, idempotency_key => 'plain-done')).reservation);
+SELECT quota.release_credit((quota.reserve_credit('plain', 1, idempotency_key => 'plain-gone')).reservation);
 SELECT quota.reserve_credit('lapsed', 2, hold_for => '1 second');
 SQL
 sleep 1.2 # the hold of 'lapsed' expires: expire_holds() has one to release
@@ -93,8 +98,12 @@ plain_hold=$(psql_in "$db" "SELECT id FROM quota.holds WHERE idempotency_key = '
 plain_hold2=$(psql_in "$db" "SELECT id FROM quota.holds WHERE idempotency_key = 'plain-open-2'")
 hot_hold=$(psql_in "$db" "SELECT id FROM quota.holds WHERE idempotency_key = 'hot-open'")
 hot_hold2=$(psql_in "$db" "SELECT id FROM quota.holds WHERE idempotency_key = 'hot-open-2'")
+done_hold=$(psql_in "$db" "SELECT id FROM quota.holds WHERE idempotency_key = 'plain-done'")
+gone_hold=$(psql_in "$db" "SELECT id FROM quota.holds WHERE idempotency_key = 'plain-gone'")
 
-# Every writing call, each one that would change something if it ran.
+# Every writing call: most would change something if they ran; the last
+# ones would not (a denial, an idempotent repeat, a settled hold settled
+# again), and are refused all the same.
 calls=(
     "SELECT quota.set_account('plain', 200)"
     "SELECT quota.set_account('newcomer', 10)"
@@ -122,6 +131,10 @@ calls=(
     "SELECT quota.expire_holds()"
     "SET quota.default_limit = 10; SELECT quota.charge_credit('stranger')"
     "SET quota.default_limit = 10; SELECT quota.reserve_credit('stranger', 2)"
+    "SELECT quota.charge_credit('full')"
+    "SELECT quota.reserve_credit('plain', 4, hold_for => NULL, idempotency_key => 'plain-open')"
+    "SELECT quota.commit_credit($done_hold)"
+    "SELECT quota.release_credit($gone_hold)"
 )
 # A session that has already spent (rolled back: no trace) has its caches warm.
 warm="\\o /dev/null
@@ -164,7 +177,7 @@ out=$(psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" 2>&1 <<<"BEGIN READ ONLY; SELEC
 
 # ---------------------------------------------------------------- (b) hot standby
 echo "standby: (b) pg_basebackup -R, hot standby on port $standby_port"
-standby_dir=$(mktemp -d /tmp/quota-standby.XXXXXX)
+standby_dir=$(mktemp -d "${QUOTA_CLUSTER:-/tmp}/standby.XXXXXX")
 chmod 700 "$standby_dir"
 [ "$(id -u)" -eq 0 ] && chown "$(cluster_user):" "$standby_dir"
 as_cluster_user pg_basebackup -D "$standby_dir/data" -R -X stream -c fast -d "host=$PGHOST port=$PGPORT user=$PGUSER" ||

@@ -8,6 +8,7 @@
 #   - every account (quota.usage) and hold row is what it was, and the hold
 #     id sequence continues;
 #   - open holds still commit, and idempotency keys still answer;
+#   - a user's view on quota.usage survives the update;
 #   - everything the extension owns equals a fresh install of the default
 #     version (test/upgrade/schema.sql: functions, tables, columns, indexes,
 #     views, privileges, comments, pg_dump membership).
@@ -50,6 +51,8 @@ SELECT quota.reserve_credit('acme', 7, idempotency_key => 'open-one');
 SELECT quota.commit_credit((quota.reserve_credit('acme', 3)).reservation, 2);
 SELECT quota.release_credit((quota.reserve_credit('acme', 1)).reservation);
 SELECT quota.reserve_credit('acme', 4, 'remix', hold_for => NULL);
+-- A view of the user's own on quota.usage: the update must not need to drop it.
+CREATE VIEW public.team_usage AS SELECT team, resource, used FROM quota.usage;
 SQL
     before_usage=$(psql_in "$db" "$usage")
     before_holds=$(psql_in "$db" "$holds")
@@ -71,6 +74,7 @@ SQL
     [ "$(psql_in "$db" "SELECT extversion FROM pg_extension WHERE extname = 'quota'")" = "$current" ] || fail "still not $current"
 
     [ "$(psql_in "$db" "$usage")" = "$before_usage" ] || fail "accounts changed"
+    [ "$(psql_in "$db" "SELECT used FROM public.team_usage WHERE team = 'globex'")" = 3 ] || fail "the user's view"
     [ "$(psql_in "$db" "$holds")" = "$before_holds" ] || fail "holds changed"
     open_id=$(psql_in "$db" "SELECT id FROM quota.holds WHERE idempotency_key = 'open-one'")
     [ "$(psql_in "$db" "SELECT (quota.reserve_credit('acme', 7, idempotency_key => 'open-one')).reservation")" = "$open_id" ] ||

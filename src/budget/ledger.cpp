@@ -233,7 +233,8 @@ void set_account(AccountKey key, int64 credit_limit, const Period *period, const
 {
     TimestampTz const now = transaction_now();
     Period const terms = period != nullptr ? *period : Period{};
-    storage::connect(storage::Intent::Write);
+    storage::begin_call(storage::Intent::Write);
+    storage::connect();
     for (;;) {
         Locked locked;
         if (try_lock(key, now, locked)) {
@@ -260,7 +261,8 @@ void set_account(AccountKey key, int64 credit_limit, const Period *period, const
 void set_slots(AccountKey key, int32 count)
 {
     TimestampTz const now = transaction_now();
-    storage::connect(storage::Intent::Write);
+    storage::begin_call(storage::Intent::Write);
+    storage::connect();
     Locked locked;
     if (!try_lock(key, now, locked))
         unknown_account(key);
@@ -302,7 +304,8 @@ void set_slots(AccountKey key, int32 count)
 Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const Datum *idempotency_key)
 {
     TimestampTz const now = transaction_now();
-    storage::connect(storage::Intent::Write);
+    storage::begin_call(storage::Intent::Write);
+    storage::connect();
     Account seen;
     Grant fast;
     if (storage::fetch_account(key, seen) && seen.slots > 0 &&
@@ -344,7 +347,8 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
 Grant commit(int64 reservation, const int64 *amount)
 {
     TimestampTz const now = transaction_now();
-    storage::connect(storage::Intent::Write);
+    storage::begin_call(storage::Intent::Write);
+    storage::connect();
     Hold hold;
     if (!storage::read_hold(reservation, hold))
         unknown_reservation(reservation);
@@ -381,7 +385,8 @@ Grant commit(int64 reservation, const int64 *amount)
 bool release(int64 reservation)
 {
     TimestampTz const now = transaction_now();
-    storage::connect(storage::Intent::Write);
+    storage::begin_call(storage::Intent::Write);
+    storage::connect();
     Hold hold;
     if (!storage::read_hold(reservation, hold))
         unknown_reservation(reservation);
@@ -415,7 +420,8 @@ bool release(int64 reservation)
 Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
 {
     TimestampTz const now = transaction_now();
-    storage::connect(storage::Intent::Write);
+    storage::begin_call(storage::Intent::Write);
+    storage::connect();
     Account seen;
     Grant fast;
     if (storage::fetch_account(key, seen) && seen.slots > 0 && escrow::charge(key, seen, amount, now, fast)) {
@@ -438,18 +444,19 @@ Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
 bool is_limited(AccountKey key)
 {
     TimestampTz const now = transaction_now();
+    storage::begin_call(storage::Intent::Read);
     Account account;
     if (!storage::fetch_account(key, account) && !default_account(now, account))
         unknown_account(key);
     if (account.slots > 0) {
-        storage::connect(storage::Intent::Read);
+        storage::connect();
         Grant const grant = escrow::reply(key, account, true, now, storage::Intent::Read);
         storage::finish();
         return grant.usage.limited;
     }
     int64 expired = 0;
     if (account.has_next_expiry && account.next_expiry <= now) {
-        storage::connect(storage::Intent::Read);
+        storage::connect();
         expired = storage::expired_held(key, now);
         storage::finish();
     }
@@ -459,7 +466,8 @@ bool is_limited(AccountKey key)
 int64 expire_holds()
 {
     TimestampTz const now = transaction_now();
-    storage::connect(storage::Intent::Write);
+    storage::begin_call(storage::Intent::Write);
+    storage::connect();
     int64 released = 0;
     /* The account rows' own holds; the rows are locked already (SKIP LOCKED), the slots are not waited for. */
     for (AccountKey const &key : storage::lock_accounts_with_expired_holds(now)) {

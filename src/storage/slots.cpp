@@ -120,7 +120,7 @@ std::vector<SlotRow> lock_all_slots(AccountKey key)
 std::vector<Slot> read_slots(AccountKey key, Snapshot snapshot)
 {
     Datum values[2] = {key.team, key.resource};
-    connect(Intent::Read); /* an SPI connection of its own: callers may or may not have one */
+    connect(); /* an SPI connection of its own: callers may or may not have one */
     execute(read_slots_sql, values, nullptr, true, snapshot);
     std::vector<Slot> slots;
     slots.reserve(SPI_processed);

@@ -254,11 +254,14 @@ void drop_snapshot(Snapshot snapshot)
     bridge::guarded([snapshot] { UnregisterSnapshot(snapshot); });
 }
 
-void connect(Intent intent)
+void begin_call(Intent intent)
 {
-    bridge::guarded([intent] {
-        if (intent == Intent::Write)
-            lock_for_writing();
+    bridge::guarded([intent] { start_call(intent == Intent::Write); });
+}
+
+void connect()
+{
+    bridge::guarded([] {
         if (SPI_connect() != SPI_OK_CONNECT)
             elog(ERROR, "SPI_connect failed");
     });
@@ -295,7 +298,7 @@ bool fetch_account(AccountKey key, Account &account, Snapshot snapshot)
         return found;
     /* Not as installed: SQL, in an SPI connection of its own (the caller may or may not have one). */
     Datum values[2] = {key.team, key.resource};
-    connect(Intent::Read);
+    connect();
     execute(fetch_account_sql, values, nullptr, true, snapshot != nullptr ? snapshot : nullptr);
     found = SPI_processed > 0;
     if (found)

@@ -55,12 +55,16 @@ struct ExpiredHolds {
 };
 
 /*
- * The SPI connection a call works in; finish() it before building the
- * result.  Intent::Write first locks every table the call may write, in
- * the extension's order, before any of their indexes (see table.hpp).
+ * Every call begins with begin_call(): Intent::Write first locks every
+ * table the call may write, in the extension's order, before any of their
+ * indexes; the direct path's verdicts on the tables (table.hpp) are then
+ * fixed for the rest of the call.
  */
 enum class Intent { Read, Write };
-void connect(Intent intent);
+void begin_call(Intent intent);
+
+/* The SPI connection a call works in (nested ones are fine); finish() it before building the result. */
+void connect();
 void finish();
 
 /* SELECT ... FOR UPDATE of one account; false when it does not exist. */

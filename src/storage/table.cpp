@@ -21,12 +21,17 @@ namespace quota::storage {
 
 namespace {
 
-/* The verdict on one table, per backend; dropped by the relcache callback. */
+/* The verdict on one table, per backend; made stale by the relcache callback. */
 struct Verdict {
     Oid relation = InvalidOid;
     bool judged = false;
+    bool stale = false;
+    uint64 call = 0; /* the call it was judged in */
     TableLayout layout;
 };
+
+/* Calls counted per backend: a verdict judged in this call stays for the rest of it. */
+uint64 current_call = 0;
 
 constexpr int kTables = 3;
 Verdict verdicts[kTables];
@@ -45,7 +50,7 @@ void forget(Datum, Oid relid)
 {
     for (Verdict &verdict : verdicts) {
         if (relid == InvalidOid || relid == verdict.relation)
-            verdict = Verdict{};
+            verdict.stale = true;
     }
 }
 
@@ -80,12 +85,36 @@ bool columns_as_installed(Relation rel, const TableSpec &spec, TableLayout &layo
     return ok;
 }
 
-/* The primary key, on the key columns in order, btree with the installed operator families, is the only index. */
+/* True when writes must insert into the index (false while CREATE INDEX CONCURRENTLY has not made it ready). */
+bool ready_for_inserts(Oid index)
+{
+    HeapTuple tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(index));
+    if (!HeapTupleIsValid(tuple))
+        return true; /* dropped meanwhile: judge it as the worst case */
+    bool const ready = reinterpret_cast<Form_pg_index>(GETSTRUCT(tuple))->indisready;
+    ReleaseSysCache(tuple);
+    return ready;
+}
+
+/*
+ * The primary key, on the key columns in order, btree with the installed
+ * operator families, is the only index writes must maintain.  An index that
+ * CREATE INDEX CONCURRENTLY (or REINDEX CONCURRENTLY) has created but not
+ * yet made ready for inserts needs no entries: it is made ready only after
+ * every transaction holding the table's RowExclusiveLock has ended, so it
+ * cannot become ready under a writing call.
+ */
 bool only_primary_key(Relation rel, const TableSpec &spec, TableLayout &layout)
 {
     List *indexes = RelationGetIndexList(rel);
     Oid const primary_key = rel->rd_pkindex;
-    bool const alone = list_length(indexes) == 1 && OidIsValid(primary_key) && linitial_oid(indexes) == primary_key;
+    bool alone = OidIsValid(primary_key) && list_member_oid(indexes, primary_key);
+    ListCell *cell = nullptr;
+    foreach (cell, indexes) {
+        Oid const index = lfirst_oid(cell);
+        if (alone && index != primary_key && ready_for_inserts(index))
+            alone = false;
+    }
     list_free(indexes);
     if (!alone)
         return false;
@@ -125,14 +154,18 @@ TableLayout judge(Relation rel, const TableSpec &spec)
 Oid table_oid(const TableSpec &spec)
 {
     Verdict &verdict = verdicts[index_of(spec)];
-    if (OidIsValid(verdict.relation))
+    if (OidIsValid(verdict.relation) && !(verdict.stale && verdict.call != current_call))
         return verdict.relation;
     if (!callback_registered) {
         CacheRegisterRelcacheCallback(forget, (Datum) 0);
         callback_registered = true;
     }
-    verdict.relation = get_relname_relid(spec.name, get_namespace_oid("quota", false));
-    verdict.judged = false;
+    /* Looked up again after a change: DROP and CREATE EXTENSION make new tables. */
+    Oid const relation = get_relname_relid(spec.name, get_namespace_oid("quota", false));
+    if (relation != verdict.relation) {
+        verdict = Verdict{};
+        verdict.relation = relation;
+    }
     return verdict.relation;
 }
 
@@ -142,20 +175,32 @@ Relation open_table(const TableSpec &spec, LOCKMODE mode, TableLayout &layout)
     if (!OidIsValid(relation))
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation \"quota.%s\" does not exist", spec.name)));
     Relation rel = table_open(relation, mode);
-    /* Only now, with the lock taken and invalidations processed, is a verdict trustworthy. */
+    /*
+     * Only now, with the lock taken and invalidations processed, can a
+     * verdict be made; one made earlier in this call stands (the table
+     * cannot have changed in a way that matters, see table.hpp).
+     */
     Verdict &verdict = verdicts[index_of(spec)];
-    if (!verdict.judged || verdict.relation != relation) {
-        TableLayout const judged = judge(rel, spec);
+    if (verdict.relation != relation) {
+        verdict = Verdict{};
         verdict.relation = relation;
+    }
+    if (!verdict.judged || (verdict.stale && verdict.call != current_call)) {
+        verdict.stale = false; /* before judging: an invalidation while judging makes it stale again */
+        TableLayout const judged = judge(rel, spec);
         verdict.layout = judged;
         verdict.judged = true;
+        verdict.call = current_call;
     }
     layout = verdict.layout;
     return rel;
 }
 
-void lock_for_writing()
+void start_call(bool writing)
 {
+    current_call++;
+    if (!writing)
+        return;
     for (const TableSpec *spec : {&kAccounts, &kSlots, &kHolds}) {
         Oid const relation = table_oid(*spec);
         if (OidIsValid(relation))

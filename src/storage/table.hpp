@@ -11,15 +11,21 @@
  * that admits what it writes, no CHECK constraint or stored generated
  * column, no trigger, rule or row security, replica identity DEFAULT, and
  * its primary key (btree, the installed key columns and operator families,
- * the columns' collations) as its only index.  Anything else a superuser
+ * the columns' collations) as its only index ready for inserts (one that
+ * CREATE INDEX CONCURRENTLY has not made ready yet needs no entries, and
+ * cannot become ready while a writer holds the table).  Anything else a superuser
  * adds makes the call take the SQL statements instead, where PostgreSQL
  * applies it.
  *
- * The verdict is cached per backend and dropped by the relcache callback
- * whenever the table changes.  It is only ever consulted after the lock is
- * taken (taking a lock processes pending invalidations), and DDL that could
- * change it conflicts with the lock the caller holds, so the verdict stays
- * true for as long as the caller holds that lock.  Writing calls lock every
+ * The verdict is cached per backend and marked stale by the relcache
+ * callback whenever the table changes; a stale verdict is judged again on
+ * the first use in a later call, after the lock is taken (taking a lock
+ * processes pending invalidations), and then holds for the whole call: a
+ * call never switches paths half-way through.  DDL that could
+ * change it conflicts with the lock the caller holds (the concurrent forms
+ * of CREATE INDEX and REINDEX do not, but the index they add is not ready
+ * for inserts until the writer's transaction has ended), so the verdict
+ * stays true for as long as the caller holds that lock.  Writing calls lock every
  * table they may write up front (lock_for_writing), table before index,
  * as PostgreSQL's own UPDATE does, so REINDEX cannot deadlock with them.
  */
@@ -63,8 +69,13 @@ Oid table_oid(const TableSpec &spec);
 /* Open the table with `mode` and judge it (see above).  Call inside guarded(); table_close(rel, NoLock) after. */
 Relation open_table(const TableSpec &spec, LOCKMODE mode, TableLayout &layout);
 
-/* Lock every table a writing call may write, in the extension's order.  Call inside guarded(). */
-void lock_for_writing();
+/*
+ * A new call begins: verdicts judged in earlier calls may be judged again
+ * (once each, on first use) if the table changed since; a writing call
+ * locks every table it may write, in the extension's order, first.  Call
+ * inside guarded().
+ */
+void start_call(bool writing);
 
 /* Begin a scan of the primary key for its first `nkeys` columns equal to `keys`.  Call inside guarded(). */
 IndexScanDesc begin_key_scan(Relation rel, Relation index, const TableSpec &spec, const TableLayout &layout,

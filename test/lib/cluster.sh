@@ -27,8 +27,9 @@ cluster_pg_ctl() {
     if [ "$(id -u)" -eq 0 ]; then echo "runuser -u postgres -- $QUOTA_PG_BIN/pg_ctl"; else echo "$QUOTA_PG_BIN/pg_ctl"; fi
 }
 
+# From /, so that a checkout the cluster's user cannot enter (under /root) is no working directory of its.
 as_cluster_user() {
-    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+    if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 # Debian packages the build and the tests need; apt only when one is missing.
@@ -39,9 +40,13 @@ quota_install_packages() {
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if [ "${#missing[@]}" -gt 0 ]; then
-        say "installing ${missing[*]}"
+        say "installing ${missing[*]} (apt; a minute or two on a fresh machine)"
+        echo "apt-get update"
         as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        # One line per package fetched and set up, so a slow mirror shows progress.
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" 2>&1 |
+            { grep --line-buffered -E '^(Get:|Setting up |E: )' | sed -u 's/^/  /' || true; }
+        [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "apt-get install failed"; return 1; }
     fi
 }
 
