@@ -137,5 +137,24 @@ SELECT quota.set_account('grid-new', 1, period => '1 day');
 SELECT anchor = now() AS new_account_anchors_now FROM quota.accounts WHERE team = 'grid-new';
 COMMIT;
 
+-- Found by test/fuzz.py: credits a slot frees while its account is over the
+-- limit (a lowered limit, an overdraft) never come back to the slot's share.
+SELECT quota.set_account('r5', 10);
+SELECT quota.set_slots('r5', 4);
+SELECT reservation AS r5_hold FROM quota.reserve_credit('r5', 5) \gset
+SELECT quota.set_account('r5', 1);
+SELECT quota.release_credit(:r5_hold);
+SELECT granted, used FROM quota.charge_credit('r5', 1);
+SELECT granted, used FROM quota.charge_credit('r5', 1);
+SELECT used, held, credit_limit FROM quota.usage WHERE team = 'r5';
+-- The same from unlimited to a limit of 0, with a commit of nothing.
+SELECT quota.set_account('r6', 0, unlimited => true);
+SELECT quota.set_slots('r6', 4);
+SELECT reservation AS r6_hold FROM quota.reserve_credit('r6', 5) \gset
+SELECT quota.set_account('r6', 0);
+SELECT granted, used FROM quota.commit_credit(:r6_hold, 0);
+SELECT granted, used FROM quota.charge_credit('r6', 1);
+SELECT sum(share) FILTER (WHERE share > 0) AS grantable FROM quota.slots WHERE team IN ('r5', 'r6');
+
 DROP FUNCTION unchanged();
 DROP EXTENSION amcheck;

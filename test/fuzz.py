@@ -47,7 +47,8 @@ A call misbehaves (it is printed with the seed, session and SQL to rerun it) if:
   * a denied grant changed anything (accounts, their usage, or holds)
   * reading quota.usage or calling expire_holds() raises any error at all
   * an error's primary message is capitalised (PostgreSQL's style guide).
-At the end the postmaster must not have restarted and a fresh connection must
+At the end the server must not have restarted or crashed (postmaster start
+time and shared-statistics reset time unchanged) and a fresh connection must
 work.  The last line is `fuzz: N passed, M failed` (calls that behaved /
 misbehaved); the exit status is 1 when M > 0.  Accounts or holds that a
 misbehaving build let in (names over 256 bytes, ...) are removed again, so
@@ -67,6 +68,10 @@ BIGINT_MAX = 2 ** 63 - 1
 BIGINT_MIN = -2 ** 63
 RANGE_CODES = {"22008", "22023"}
 STATEMENT_TIMEOUT = "3s"
+# The server's identity: a restart changes the start time; a crash restart
+# keeps it but resets the shared statistics.
+SERVER_EPOCH = "SELECT format('started %s, shared stats reset %s', pg_postmaster_start_time(), stats_reset)" \
+               " FROM pg_stat_bgwriter"
 
 
 # ---------------------------------------------------------------- values
@@ -396,11 +401,13 @@ LANGUAGE sql STABLE AS $$
       FROM r, LATERAL (VALUES
         ('stored used < 0', r.used < 0, format('used %s', r.used)),
         ('stored held < 0', r.held < 0, format('held %s', r.held)),
-        ('slot used or held < 0', r.min_used < 0 OR r.min_held < 0, format('min used %s, min held %s', r.min_used, r.min_held)),
+        ('slot used or held < 0', r.min_used < 0 OR r.min_held < 0,
+         format('min used %s, min held %s', r.min_used, r.min_held)),
         ('stored held <> sum of open holds', r.stored_held <> r.open_sum,
          format('account row + slots held %s, open holds %s', r.stored_held, r.open_sum)),
         ('account missing from quota.usage', NOT r.in_usage, ''),
-        ('quota.usage used or held < 0 or NULL', r.in_usage AND (r.u_used IS NULL OR r.u_held IS NULL OR r.u_used < 0 OR r.u_held < 0),
+        ('quota.usage used or held < 0 or NULL',
+         r.in_usage AND (r.u_used IS NULL OR r.u_held IS NULL OR r.u_used < 0 OR r.u_held < 0),
          format('used %s, held %s', r.u_used, r.u_held)),
         ('quota.usage held <> unexpired open holds', r.in_usage AND r.u_held IS DISTINCT FROM r.live_sum,
          format('usage held %s, unexpired open holds %s', r.u_held, r.live_sum)),
@@ -595,7 +602,9 @@ class Generator:
         (resource only when it is the default 'credits')."""
         out = []
         for name, value in given:
-            omissible = name in optional and name not in self.edge and (name != "resource" or value.data == CREDITS)
+            omissible = name in optional and name not in self.edge
+            if name == "resource" and value.data != CREDITS:
+                omissible = False
             if omissible and self.rng.random() < (0.5 if value.is_null() else 0.25):
                 continue
             out.append((name, value))
@@ -685,7 +694,8 @@ class Generator:
     def window_at(self):
         self.edge = {"anchor", "period", "at"} if self.rng.random() < 0.7 else set()
         anchor = self.stamp("anchor", null_share=0, null_value=meaningless_null("timestamptz"))
-        period = self.interval("period", self.pools.ok_periods, null_share=0, null_value=meaningless_null("interval"))
+        period = self.interval("period", self.pools.ok_periods, null_share=0,
+                               null_value=meaningless_null("interval"))
         at = self.stamp("at", null_share=0, null_value=meaningless_null("timestamptz"))
         for value, role in ((anchor, "anchor"), (at, "at")):
             if value.data is not None and not value.data.finite:
@@ -756,6 +766,8 @@ def example(seed, number, session, mode, sql, detail):
 # ---------------------------------------------------------------- the fuzzer
 
 class Fuzzer:
+    """Draws calls, runs them, judges them, and keeps the tally."""
+
     def __init__(self, seed, dbname):
         self.seed = seed
         self.dbname = dbname
@@ -831,41 +843,51 @@ class Fuzzer:
             self.passed += 1
 
     def run_call(self, call, mode):
+        """Run the call in its mode; the problems with what it did."""
         before = self.raw_state()
         denial_check = mode == "autocommit" and call.func in ("reserve_credit", "charge_credit")
         logical = self.logical_state() if denial_check else None
-        problems = []
-        run = self.session.run
-        if mode == "autocommit":
-            rows, err = self.session.attempt(call.sql)
-        elif mode == "savepoint":
-            run("BEGIN")
-            run("SAVEPOINT fuzz")
-            rows, err = self.session.attempt(call.sql)
-            if err:
-                run("ROLLBACK TO SAVEPOINT fuzz")
-                problems += self.unchanged(before, "by a failed call, after ROLLBACK TO SAVEPOINT")
-                run("COMMIT")
-            else:
-                err = self.end_transaction("RELEASE SAVEPOINT fuzz; COMMIT")
-        elif mode == "rollback":
-            run("BEGIN")
-            rows, err = self.session.attempt(call.sql)
-            run("ROLLBACK")
-            problems += self.unchanged(before, "by a rolled-back transaction")
-        else:
-            run("BEGIN READ ONLY")
-            rows, err = self.session.attempt(call.sql)
-            if err:
-                run("ROLLBACK")
-            else:
-                err = self.end_transaction("COMMIT")
-            problems += self.unchanged(before, "by a read-only transaction")
+        rows, err, problems = getattr(self, "in_" + mode)(call, before)
         if err:
             if mode in ("autocommit", "savepoint"):
                 problems += self.unchanged(before, "by a failed call")
             return problems + self.judge_error(call, mode, err)
         return problems + self.judge_success(call, mode, rows, logical)
+
+    # Each mode: (rows, error, problems so far).
+
+    def in_autocommit(self, call, before):
+        rows, err = self.session.attempt(call.sql)
+        return rows, err, []
+
+    def in_savepoint(self, call, before):
+        """In an explicit transaction: a failed call rolled back to its savepoint leaves no trace."""
+        self.session.run("BEGIN")
+        self.session.run("SAVEPOINT fuzz")
+        rows, err = self.session.attempt(call.sql)
+        if not err:
+            return rows, self.end_transaction("RELEASE SAVEPOINT fuzz; COMMIT"), []
+        self.session.run("ROLLBACK TO SAVEPOINT fuzz")
+        problems = self.unchanged(before, "by a failed call, after ROLLBACK TO SAVEPOINT")
+        self.session.run("COMMIT")
+        return rows, err, problems
+
+    def in_rollback(self, call, before):
+        """Whatever the call did, ROLLBACK undoes it."""
+        self.session.run("BEGIN")
+        rows, err = self.session.attempt(call.sql)
+        self.session.run("ROLLBACK")
+        return rows, err, self.unchanged(before, "by a rolled-back transaction")
+
+    def in_readonly(self, call, before):
+        """A READ ONLY transaction changes nothing, committed or not."""
+        self.session.run("BEGIN READ ONLY")
+        rows, err = self.session.attempt(call.sql)
+        if err:
+            self.session.run("ROLLBACK")
+        else:
+            err = self.end_transaction("COMMIT")
+        return rows, err, self.unchanged(before, "by a read-only transaction")
 
     def end_transaction(self, sql):
         """COMMIT after a call that succeeded; an error here (a deferred check) is the call's."""
@@ -924,7 +946,8 @@ class Fuzzer:
     def check_reply(self, call, rows):
         row = rows[0] if rows else None
         if call.reply == "grant":
-            return [(("reply breaks the contract", call.func, p), "reply %r" % (row,)) for p in self.grant_problems(call, row)]
+            return [(("reply breaks the contract", call.func, p), "reply %r" % (row,))
+                    for p in self.grant_problems(call, row)]
         if call.reply == "window" and row is not None and row[2] is False:
             return [(("window_at's window does not contain at", "window_at"), "window (epoch) %s .. %s" % row[:2])]
         if call.reply == "window" and row is not None and None in row and not call.null_args:
@@ -982,12 +1005,12 @@ class Fuzzer:
             if self.usage_broken:
                 return []
             self.usage_broken = True
-            problem = [(("reading quota.usage raised an error", e.pgcode), "after %s: %s" % (func, str(e).strip()))]
             self.quarantine_unreadable()
-            return problem
+            return [(("reading quota.usage raised an error", e.pgcode), "after %s: %s" % (func, str(e).strip()))]
         self.usage_broken = False
         seen = {(bytes(acc), rule) for acc, rule, _ in rows}
-        problems = [(("invariant broken", rule), "after %s: %s: %s" % (func, bytes(acc).decode("utf-8", "replace"), detail))
+        problems = [(("invariant broken", rule),
+                     "after %s: %s: %s" % (func, bytes(acc).decode("utf-8", "replace"), detail))
                     for acc, rule, detail in rows if (bytes(acc), rule) not in self.known_violations]
         self.known_violations = seen
         return problems
@@ -996,20 +1019,21 @@ class Fuzzer:
         self.session.run(QUARANTINE)
         self.forget_missing_accounts()
 
+    def account_names(self):
+        rows = self.session.run("SELECT convert_to(team, 'UTF8'), convert_to(resource, 'UTF8') FROM quota.accounts")
+        return [(bytes(team).decode(), bytes(resource).decode()) for team, resource in rows]
+
     def quarantine_unreadable(self):
         """Delete the accounts quota.usage cannot read (a broken build let them in)."""
-        rows = self.session.run("SELECT convert_to(team, 'UTF8'), convert_to(resource, 'UTF8') FROM quota.accounts")
-        for team, resource in rows:
-            cond = "team = convert_from('\\x%s'::bytea, 'UTF8') AND resource = convert_from('\\x%s'::bytea, 'UTF8')" % (
-                bytes(team).hex(), bytes(resource).hex())
+        for team, resource in self.account_names():
+            cond = "team = %s AND resource = %s" % (sql_string(team), sql_string(resource))
             if self.session.probe("SELECT count(*) FROM quota.usage WHERE %s" % cond) is None:
                 for table in ("holds", "slots", "accounts"):
                     self.session.run("DELETE FROM quota.%s WHERE %s" % (table, cond))
         self.forget_missing_accounts()
 
     def forget_missing_accounts(self):
-        rows = self.session.run("SELECT convert_to(team, 'UTF8'), convert_to(resource, 'UTF8') FROM quota.accounts")
-        present = {(bytes(t).decode(), bytes(r).decode()) for t, r in rows}
+        present = set(self.account_names())
         self.gen.accounts = [a for a in self.gen.accounts if (a[0].value, a[1].value) in present]
 
     # -- the session
@@ -1022,9 +1046,9 @@ class Fuzzer:
         elif r < 0.45:
             self.session.set("client_encoding", self.rng.choice(["UTF8", "LATIN1"]))
         elif r < 0.95:
-            name, pool = ("quota.default_limit", LIMIT_SETTINGS) if r < 0.7 else ("quota.default_period", PERIOD_SETTINGS)
-            value, valid = self.rng.choice(pool)
-            return self.set_setting(name, value, valid)
+            if r < 0.7:
+                return self.set_setting("quota.default_limit", *self.rng.choice(LIMIT_SETTINGS))
+            return self.set_setting("quota.default_period", *self.rng.choice(PERIOD_SETTINGS))
         else:
             self.reconnect()
         return None
@@ -1034,7 +1058,10 @@ class Fuzzer:
         sql = "RESET %s" % name if value == "RESET" else "SET %s = %s" % (name, sql_string(value))
         try:
             self.session.set(name, value)
-            problems = [] if valid is not False else [(("SET accepted an invalid value", name), "value %r" % value)]
+            problems = []
+            if valid is False:
+                problems = [(("SET accepted an invalid value", name), "value %r" % value)]
+                self.session.set(name, "RESET")
         except ConnectionLost as e:
             self.recover()
             return [(("connection lost (crash?)", name), str(e))], session, sql, "autocommit"
@@ -1092,47 +1119,53 @@ def create_database():
     with conn.cursor() as cur:
         cur.execute("CREATE EXTENSION quota")
         cur.execute(HELPERS)
-        cur.execute("SELECT pg_postmaster_start_time()")
+        cur.execute(SERVER_EPOCH)
         started = cur.fetchone()[0]
     conn.close()
     return started
 
 
 def final_checks(started):
-    """The server did not restart, and a fresh connection works."""
+    """The server neither restarted nor crashed, and a fresh connection works."""
     try:
         conn = psycopg2.connect(dbname=DATABASE)
         with conn.cursor() as cur:
-            cur.execute("SELECT pg_postmaster_start_time(), count(*) FROM quota.accounts")
-            now_started = cur.fetchone()[0]
+            cur.execute("SELECT count(*) FROM quota.usage")
+            cur.execute(SERVER_EPOCH)
+            now = cur.fetchone()[0]
         conn.close()
     except psycopg2.Error as e:
         return ["a fresh connection failed: %s" % str(e).strip()]
-    if now_started != started:
-        return ["the postmaster restarted: started %s, now %s" % (started, now_started)]
+    if now != started:
+        return ["the server restarted or crashed: it was %s, now %s" % (started, now)]
     return []
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=random.randrange(2 ** 31))
     parser.add_argument("--calls", type=int, default=3000)
     args = parser.parse_args()
-    print("fuzz: seed %d, %d calls (rerun: test/fuzz.py --seed %d)" % (args.seed, args.calls, args.seed), flush=True)
+    print("fuzz: seed %d, %d calls (rerun: test/fuzz.py --seed %d)" % (args.seed, args.calls, args.seed),
+          flush=True)
 
     started = create_database()
     fuzzer = Fuzzer(args.seed, DATABASE)
     for sql in fuzzer.pools.skipped:
         print("fuzz: skipped %s (the server cannot build it)" % sql)
     t0 = time.time()
-    while fuzzer.number < args.calls:
-        fuzzer.step()
-    fuzzer.session.close()
+    try:
+        while fuzzer.number < args.calls:
+            fuzzer.step()
+        fuzzer.session.close()
+    except psycopg2.OperationalError as e:
+        print("FAIL the server did not come back after call %d: %s" % (fuzzer.number, str(e).strip()))
+        fuzzer.failed += 1
     for problem in final_checks(started):
         print("FAIL %s" % problem)
         fuzzer.failed += 1
     fuzzer.failures.summary()
-    print("fuzz: %d calls in %.1f s" % (fuzzer.number, time.time() - t0))
+    print("fuzz: %d steps (calls and session changes) in %.1f s" % (fuzzer.number, time.time() - t0))
     print("fuzz: %d passed, %d failed" % (fuzzer.passed, fuzzer.failed))
     return 1 if fuzzer.failed else 0
 

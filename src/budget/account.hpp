@@ -140,6 +140,16 @@ void check_slots(int32 slots);
 /* True while the slot's window is the current one: it may take calls on its own. */
 bool slot_current(const Slot &slot, TimestampTz now);
 
+/*
+ * The share of a slot dealt while the account was over its limit (a lowered
+ * limit, an overdraft, a commit larger than its hold): the slot grants
+ * nothing, and credits its holds free later do not come back to it, since
+ * they were never within the limit.  Only the whole account (the ledger)
+ * settles them; its next deal gives the slot a real share again.
+ */
+inline constexpr int64 kFrozenShare = -1;
+bool slot_frozen(const Slot &slot);
+
 /* True when the slot can grant `amount` from its own share. */
 bool slot_covers(const Slot &slot, int64 amount);
 
@@ -153,8 +163,9 @@ bool align_slot(Slot &slot, const Account &account, bool keep_used);
 /*
  * Slot `index`'s share of what the account has left (credit_limit less
  * every used and held credit, `totals`), dealt out as evenly as integers
- * allow among `count` slots; 0 when nothing is left.  Sets the slot's share
- * (none for an unlimited account); true when it changed.
+ * allow among `count` slots; 0 when nothing is left, kFrozenShare when the
+ * account is over its limit.  Sets the slot's share (none for an unlimited
+ * account); true when it changed.
  */
 bool deal_share(Slot &slot, const Account &totals, int32 index, int32 count);
 

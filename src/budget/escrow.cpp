@@ -186,7 +186,7 @@ int64 expire_due(AccountKey key, Slot &slot, TimestampTz now)
         return 0;
     storage::ExpiredHolds const expired = storage::expire_slot_holds(key, slot.number, now);
     slot.held -= expired.amount;
-    if (!slot.unlimited)
+    if (!slot.unlimited && !slot_frozen(slot))
         slot.share = checked_add(slot.share, expired.amount);
     slot.has_next_expiry = expired.has_next_expiry;
     slot.next_expiry = expired.next_expiry;
@@ -271,8 +271,8 @@ bool commit(const Hold &seen, const int64 *amount, TimestampTz now, Grant &grant
     Hold hold;
     SlotRow row;
     bool const claimed = claim_for_hold(seen, hold, row, [settled, now](const Slot &slot, const Hold &h) {
-        if (!slot_current(slot, now))
-            return false;
+        if (!slot_current(slot, now) || slot_frozen(slot))
+            return false; /* a frozen slot's freed credits are the ledger's to settle */
         switch (h.state) {
         case HoldState::Released:
             return false; /* an error: the ledger reports it */
@@ -315,7 +315,8 @@ bool release(const Hold &seen, TimestampTz now, bool &released)
     Hold hold;
     SlotRow row;
     bool const claimed = claim_for_hold(seen, hold, row, [now](const Slot &slot, const Hold &h) {
-        return slot_current(slot, now) && h.state != HoldState::Committed; /* committed: the ledger reports it */
+        /* committed: the ledger reports it; frozen: the ledger settles the freed credits */
+        return slot_current(slot, now) && !slot_frozen(slot) && h.state != HoldState::Committed;
     });
     if (!claimed)
         return false;

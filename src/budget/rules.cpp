@@ -225,6 +225,11 @@ bool slot_current(const Slot &slot, TimestampTz now)
     return !slot.has_resets_at || now < slot.resets_at;
 }
 
+bool slot_frozen(const Slot &slot)
+{
+    return !slot.unlimited && slot.share < 0;
+}
+
 bool slot_covers(const Slot &slot, int64 amount)
 {
     return slot.unlimited || slot.share >= amount;
@@ -263,12 +268,15 @@ void add_slots(Account &account, bool has_slots_window, TimestampTz slots_window
 bool deal_share(Slot &slot, const Account &totals, int32 index, int32 count)
 {
     int64 left = 0;
+    bool over = false;
     if (!totals.unlimited) {
         int64 taken = 0;
-        if (!__builtin_add_overflow(totals.used, totals.held, &taken) && taken < totals.credit_limit)
+        over = __builtin_add_overflow(totals.used, totals.held, &taken) || taken > totals.credit_limit;
+        if (!over)
             left = totals.credit_limit - taken;
     }
-    int64 const share = totals.unlimited ? 0 : left / count + (index < left % count ? 1 : 0);
+    /* Over the limit (a lowered limit, an overdraft, a commit past its hold): credits freed later do not refill. */
+    int64 const share = totals.unlimited ? 0 : over ? kFrozenShare : left / count + (index < left % count ? 1 : 0);
     bool const changed = slot.unlimited != totals.unlimited || slot.share != share;
     slot.unlimited = totals.unlimited;
     slot.share = share;

@@ -94,7 +94,6 @@ bool check_period(char **newval, void **, GucSource)
         return false;
     }
     if (!period_in_range(period)) {
-        GUC_check_errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE);
         GUC_check_errdetail("A window of quota.default_period started now would end past the timestamp range.");
         return false;
     }
