@@ -7,11 +7,12 @@ CREATE FUNCTION slot_rows(t text, r text DEFAULT 'credits')
 RETURNS TABLE (slot integer, used bigint, held bigint, share bigint) LANGUAGE sql AS $$
     SELECT s.slot, s.used, s.held, s.share FROM quota.slots s WHERE s.team = t AND s.resource = r ORDER BY s.slot
 $$;
--- The escrow invariant: no share below zero, and row used + held plus every
--- slot's used + held + share within the limit.
+-- The escrow invariant: no share below zero (but -1, frozen: dealt while the
+-- account was over its limit, granting nothing), and row used + held plus
+-- every slot's used + held + share within the limit.
 CREATE FUNCTION escrow_ok(t text, r text DEFAULT 'credits') RETURNS boolean LANGUAGE sql AS $$
-    SELECT a.unlimited OR (a.used + a.held + coalesce(sum(s.used + s.held + s.share), 0) <= a.credit_limit
-                           AND coalesce(bool_and(s.share >= 0), true))
+    SELECT a.unlimited OR (a.used + a.held + coalesce(sum(s.used + s.held + greatest(s.share, 0)), 0) <= a.credit_limit
+                           AND coalesce(bool_and(s.share >= -1), true))
       FROM quota.accounts a LEFT JOIN quota.slots s ON s.team = a.team AND s.resource = a.resource
      WHERE a.team = t AND a.resource = r
      GROUP BY a.unlimited, a.used, a.held, a.credit_limit
@@ -79,7 +80,8 @@ SELECT try($$SELECT quota.commit_credit($$ || :k || $$)$$);
 -- A commit larger than its hold records the actual usage, even past the limit.
 SELECT reservation AS big FROM quota.reserve_credit('slotted', 1) \gset
 SELECT granted, used, held, remaining FROM quota.commit_credit(:big, 5);
-SELECT escrow_ok('slotted') AS within_limit, sum(share) AS shares FROM slot_rows('slotted');
+SELECT escrow_ok('slotted') AS within_limit, sum(greatest(share, 0)) AS shares, bool_and(share = -1) AS frozen
+  FROM slot_rows('slotted');
 SELECT granted, used FROM quota.charge_credit('slotted', 1);
 SELECT granted, used FROM quota.charge_credit('slotted', 2, allow_overdraft => true);
 
@@ -88,7 +90,8 @@ SELECT quota.set_account('slotted', 30);
 SELECT used, held, remaining FROM quota.usage WHERE team = 'slotted';
 SELECT sum(share) AS shares, escrow_ok('slotted') FROM slot_rows('slotted');
 SELECT quota.set_account('slotted', 5);
-SELECT sum(share) AS shares, limited FROM slot_rows('slotted'), quota.usage WHERE team = 'slotted' GROUP BY limited;
+SELECT sum(greatest(share, 0)) AS shares, bool_and(share = -1) AS frozen, limited
+  FROM slot_rows('slotted'), quota.usage WHERE team = 'slotted' GROUP BY limited;
 SELECT quota.set_account('slotted', 30);
 
 -- Changing the slot count: dropped slots hand their used, held and holds to the account row.

@@ -466,9 +466,11 @@ const char *shown_name(Datum value)
         text *name = DatumGetTextPP(value);
         int const length = VARSIZE_ANY_EXHDR(name);
         int const shown = pg_mbcliplen(VARDATA_ANY(name), length, static_cast<int>(kMaxNameBytes));
-        char *result = static_cast<char *>(palloc(shown + 4));
+        int const ellipsis = shown < length ? 3 : 0;
+        char *result = static_cast<char *>(palloc(shown + ellipsis + 1));
         std::memcpy(result, VARDATA_ANY(name), shown);
-        std::strcpy(result + shown, shown < length ? "..." : "");
+        std::memcpy(result + shown, "...", ellipsis);
+        result[shown + ellipsis] = '\0';
         return static_cast<const char *>(result);
     });
 }

@@ -20,7 +20,8 @@ What is checked (any failure exits 1):
     and the final `used` must equal it
   * stored held = sum of open holds, for the account row and for every slot;
     quota.usage held = sum of unexpired ones
-  * slotted accounts (quota.set_slots): no share below zero, and the account
+  * slotted accounts (quota.set_slots): no share below zero (but -1, frozen
+    while the account is over its limit), and the account
     row's used + held plus every slot's used + held + share within the limit;
     an admin thread changes their slot counts all along
   * each reservation settled at most once, as the client saw it: committed
@@ -293,7 +294,7 @@ def audit(ledger):
         for slot, slot_held, share, slot_open in cur.fetchall():
             if slot_held != slot_open:
                 failures.append("%r slot %d: held %d != sum of its open holds %d" % (account, slot, slot_held, slot_open))
-            if share is not None and share < 0:
+            if share is not None and share < -1:  # -1: frozen, dealt while the account was over its limit
                 failures.append("%r slot %d: share %d below zero" % (account, slot, share))
         cur.execute("SELECT count(*) FROM quota.holds h WHERE h.team = %s AND h.resource = %s AND h.slot IS NOT NULL"
                     " AND h.state = 'open' AND NOT EXISTS (SELECT FROM quota.slots s WHERE s.team = h.team"
@@ -303,7 +304,7 @@ def audit(ledger):
             failures.append("%r: %d open holds name a slot that does not exist" % (account, orphans))
         cur.execute("SELECT CASE WHEN a.resets_at IS NULL OR a.resets_at > now() THEN a.used ELSE 0 END + a.held"
                     " + coalesce((SELECT sum(s.held + CASE WHEN s.resets_at IS NULL OR s.resets_at > now()"
-                    "     THEN s.used + coalesce(s.share, 0) ELSE 0 END)"
+                    "     THEN s.used + greatest(coalesce(s.share, 0), 0) ELSE 0 END)"
                     "   FROM quota.slots s WHERE s.team = a.team AND s.resource = a.resource), 0)"
                     " FROM quota.accounts a WHERE a.team = %s AND a.resource = %s", account)
         (committed_credits,) = cur.fetchone()
