@@ -30,7 +30,8 @@ REGRESS_OPTS = --inputdir=.
 ISOLATION    = last_credit reserve_vs_charge commit_vs_release double_settle \
                expire_vs_commit readers_never_wait rollover_vs_charge idempotent_retry \
                slots_last_credit slots_rebalance_vs_commit slots_count_changed slots_multi_call \
-               create_index_while_waiting create_index_while_waiting_accounts concurrently_while_spending
+               create_index_while_waiting create_index_while_waiting_accounts concurrently_while_spending \
+               denials_never_wait
 ISOLATION_OPTS = --inputdir=test --load-extension=quota
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)

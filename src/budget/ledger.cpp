@@ -227,6 +227,46 @@ Target spend_target(Locked &locked, const Datum *idempotency_key)
     return target_of(locked, slot_index(locked, number));
 }
 
+/*
+ * Denials at the price of a read: when the committed state the call's
+ * snapshot shows (rolled over, expired holds released, a slotted account's
+ * slots added) already cannot cover `amount`, the call is denied from it,
+ * with no lock, no transaction id and no write.  The denial linearizes at
+ * the snapshot, which a denial may: it spends nothing, and whatever commits
+ * later is seen by the next call.  Only where that snapshot is the call's
+ * own present: READ COMMITTED, and a transaction that has not written yet
+ * (its own earlier changes in this statement would not be in it).  A
+ * reserve whose idempotency key already has a hold is not a denial: the
+ * locking path returns that hold.
+ */
+bool denied_by_snapshot(AccountKey key, const Account &seen, int64 amount, const Datum *idempotency_key,
+                        TimestampTz now, Grant &denial)
+{
+    if (seen.unlimited || IsolationUsesXactSnapshot() || TransactionIdIsValid(GetTopTransactionIdIfAny()))
+        return false;
+    Grant grant;
+    if (seen.slots > 0) {
+        grant = escrow::reply(key, seen, false, now, storage::Intent::Read);
+    } else {
+        Account state = seen;
+        roll_over(state, now);
+        if (state.has_next_expiry && state.next_expiry <= now)
+            state.held -= storage::expired_held(key, now);
+        grant = grant_of(state, false, now);
+    }
+    Usage const &usage = grant.usage;
+    int64 taken = 0;
+    bool const covered = !__builtin_add_overflow(usage.used, usage.held, &taken) &&
+                         !__builtin_add_overflow(taken, amount, &taken) && taken <= usage.credit_limit;
+    if (covered)
+        return false;
+    Hold earlier;
+    if (idempotency_key != nullptr && storage::find_hold(key, *idempotency_key, earlier))
+        return false;
+    denial = grant;
+    return true;
+}
+
 } // namespace
 
 void set_account(AccountKey key, int64 credit_limit, const Period *period, const TimestampTz *anchor, bool unlimited)
@@ -308,8 +348,9 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
     storage::connect();
     Account seen;
     Grant fast;
-    if (storage::fetch_account(key, seen) && seen.slots > 0 &&
-        escrow::reserve(key, seen, amount, expires_at, idempotency_key, now, fast)) {
+    bool const exists = storage::fetch_account(key, seen);
+    if (exists && (denied_by_snapshot(key, seen, amount, idempotency_key, now, fast) ||
+                   (seen.slots > 0 && escrow::reserve(key, seen, amount, expires_at, idempotency_key, now, fast)))) {
         storage::finish();
         return fast;
     }
@@ -424,7 +465,9 @@ Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
     storage::connect();
     Account seen;
     Grant fast;
-    if (storage::fetch_account(key, seen) && seen.slots > 0 && escrow::charge(key, seen, amount, now, fast)) {
+    bool const exists = storage::fetch_account(key, seen);
+    if (exists && ((!allow_overdraft && denied_by_snapshot(key, seen, amount, nullptr, now, fast)) ||
+                   (seen.slots > 0 && escrow::charge(key, seen, amount, now, fast)))) {
         storage::finish();
         return fast;
     }
