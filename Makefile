@@ -20,7 +20,8 @@ PG_CONFIG   ?= pg_config
 # PostgreSQL's headers as system headers: -Wall -Wextra then judge our code
 # only (PG 15's headers trip -Wextra and -Wregister in C++ mode).
 PG_CPPFLAGS  = -I$(CURDIR)/src -isystem $(shell $(PG_CONFIG) --includedir-server)
-PG_CXXFLAGS  = -std=c++17 -Wall -Wextra $(QUOTA_WERROR)
+PG_CXXFLAGS  = -std=c++17 -Wall -Wextra $(QUOTA_WERROR) -MMD -MP
+EXTRA_CLEAN  = $(OBJS:.o=.d)
 SHLIB_LINK  += -lstdc++
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
@@ -40,6 +41,9 @@ include $(PGXS)
 # The LLVM bitcode (Debian builds PostgreSQL with LLVM) is compiled by clang
 # without PG_CXXFLAGS; give it the same language level and warnings.
 COMPILE.cxx.bc += $(PG_CXXFLAGS)
+
+# Header dependencies (-MMD): a changed header rebuilds the objects that include it.
+-include $(OBJS:.o=.d)
 
 # Run pg_regress and the isolation tester as separate steps (installcheck
 # would skip the isolation tests after a regression failure).

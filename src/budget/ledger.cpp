@@ -77,9 +77,10 @@ void apply_expired(Owner &owner, const storage::ExpiredHolds &expired)
  * in slot order) unless `with_slots` is false (the sweeper, which must not
  * wait for them).
  */
-bool try_lock(AccountKey key, TimestampTz now, Locked &locked, bool with_slots = true)
+bool try_lock(AccountKey key, TimestampTz now, Locked &locked, bool with_slots = true,
+              const ItemPointerData *seen = nullptr)
 {
-    if (!storage::lock_account(key, locked.account, locked.row))
+    if (!storage::lock_account(key, locked.account, locked.row, seen))
         return false;
     Account &account = locked.account;
     locked.dirty = roll_over(account, now);
@@ -112,11 +113,12 @@ bool try_lock(AccountKey key, TimestampTz now, Locked &locked, bool with_slots =
  * try_lock(), creating the account with the default settings when they
  * allow it and the call is granted on it.  A call that a fresh account
  * would deny creates nothing: then `denial` is its reply and false returns.
+ * `seen`: where this call's snapshot showed the account row, if it did.
  */
 bool lock_for_spending(AccountKey key, TimestampTz now, int64 amount, bool allow_overdraft, Locked &locked,
-                       Grant &denial)
+                       Grant &denial, const ItemPointerData *seen)
 {
-    if (try_lock(key, now, locked))
+    if (try_lock(key, now, locked, true, seen))
         return true;
     Account fresh;
     if (!default_account(now, fresh))
@@ -347,8 +349,9 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
     storage::begin_call(storage::Intent::Write);
     storage::connect();
     Account seen;
+    ItemPointerData where;
     Grant fast;
-    bool const exists = storage::fetch_account(key, seen);
+    bool const exists = storage::fetch_account(key, seen, nullptr, &where);
     if (exists && (denied_by_snapshot(key, seen, amount, idempotency_key, now, fast) ||
                    (seen.slots > 0 && escrow::reserve(key, seen, amount, expires_at, idempotency_key, now, fast)))) {
         storage::finish();
@@ -356,7 +359,7 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
     }
     Locked locked;
     Grant denial;
-    if (!lock_for_spending(key, now, amount, false, locked, denial)) {
+    if (!lock_for_spending(key, now, amount, false, locked, denial, exists ? &where : nullptr)) {
         storage::finish();
         return denial;
     }
@@ -464,8 +467,9 @@ Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
     storage::begin_call(storage::Intent::Write);
     storage::connect();
     Account seen;
+    ItemPointerData where;
     Grant fast;
-    bool const exists = storage::fetch_account(key, seen);
+    bool const exists = storage::fetch_account(key, seen, nullptr, &where);
     if (exists && ((!allow_overdraft && denied_by_snapshot(key, seen, amount, nullptr, now, fast)) ||
                    (seen.slots > 0 && escrow::charge(key, seen, amount, now, fast)))) {
         storage::finish();
@@ -473,7 +477,7 @@ Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
     }
     Locked locked;
     Grant denial;
-    if (!lock_for_spending(key, now, amount, allow_overdraft, locked, denial)) {
+    if (!lock_for_spending(key, now, amount, allow_overdraft, locked, denial, exists ? &where : nullptr)) {
         storage::finish();
         return denial;
     }

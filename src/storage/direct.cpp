@@ -32,49 +32,80 @@ Account account_in(const TableLayout &layout, TupleTableSlot *slot)
     });
 }
 
-/* Lock the row found under a fresh snapshot, as FOR UPDATE does.  Call inside guarded(). */
-bool lock_row(Relation rel, const TableLayout &layout, AccountKey key, Account &account, ItemPointerData &row)
+enum class Locking { Locked, Gone, Unsure };
+
+/*
+ * Lock the row version at `tid`, or the newest version of its update chain
+ * in READ COMMITTED, as FOR UPDATE does; under REPEATABLE READ or
+ * SERIALIZABLE a concurrent update is a serialization failure.  Unsure: the
+ * version is not one this call may lock (it must look the row up again).
+ * Call inside guarded().
+ */
+Locking lock_version(Relation rel, ItemPointerData tid, Snapshot snapshot, TupleTableSlot *slot)
 {
-    CommandCounterIncrement(); /* see this transaction's own earlier changes */
-    Snapshot snapshot = RegisterSnapshot(GetTransactionSnapshot());
-    TupleTableSlot *slot = table_slot_create(rel, nullptr);
-    Datum const keys[2] = {key.team, key.resource};
-    bool found = find_row(rel, kAccounts, layout, keys, snapshot, slot);
-    if (found) {
-        ItemPointerData tid = slot->tts_tid;
-        bool const transaction_snapshot = IsolationUsesXactSnapshot();
-        TM_FailureData failure;
-        TM_Result const result =
-            table_tuple_lock(rel, &tid, snapshot, slot, GetCurrentCommandId(false), LockTupleExclusive, LockWaitBlock,
-                             transaction_snapshot ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &failure);
-        switch (result) {
-        case TM_Ok:
-            break;
-        case TM_Updated:
-        case TM_Deleted:
-            if (transaction_snapshot)
-                ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-                                errmsg("could not serialize access due to concurrent update")));
-            if (result == TM_Updated)
-                elog(ERROR, "quota account row updated while following its update chain");
-            found = false; /* deleted since we looked */
-            break;
-        default:
-            elog(ERROR, "unexpected result %d locking a quota account row", static_cast<int>(result));
-        }
+    bool const transaction_snapshot = IsolationUsesXactSnapshot();
+    TM_FailureData failure;
+    TM_Result const result =
+        table_tuple_lock(rel, &tid, snapshot, slot, GetCurrentCommandId(false), LockTupleExclusive, LockWaitBlock,
+                         transaction_snapshot ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &failure);
+    switch (result) {
+    case TM_Ok:
+        return Locking::Locked;
+    case TM_Updated:
+    case TM_Deleted:
+        if (transaction_snapshot)
+            ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+                            errmsg("could not serialize access due to concurrent update")));
+        if (result == TM_Updated)
+            elog(ERROR, "quota account row updated while following its update chain");
+        return Locking::Gone; /* deleted since we looked */
+    case TM_SelfModified:
+    case TM_Invisible:
+        return Locking::Unsure;
+    default:
+        elog(ERROR, "unexpected result %d locking a quota account row", static_cast<int>(result));
     }
+    return Locking::Unsure;
+}
+
+/*
+ * Lock the account row.  `seen` is where the call's snapshot showed it: in
+ * a transaction that has written nothing yet, that version (or, following
+ * its update chain, the newest) is the one a fresh look would find, so it is
+ * locked directly; otherwise the row is found under a fresh snapshot that
+ * sees the transaction's own changes.  Call inside guarded().
+ */
+bool lock_row(Relation rel, const TableLayout &layout, AccountKey key, const ItemPointerData *seen, Account &account,
+              ItemPointerData &row)
+{
+    TupleTableSlot *slot = table_slot_create(rel, nullptr);
+    Locking locking = Locking::Unsure;
+    if (seen != nullptr && ItemPointerIsValid(seen) && !TransactionIdIsValid(GetTopTransactionIdIfAny()))
+        locking = lock_version(rel, *seen, GetActiveSnapshot(), slot);
+    if (locking == Locking::Unsure) {
+        CommandCounterIncrement(); /* see this transaction's own earlier changes */
+        Snapshot snapshot = RegisterSnapshot(GetTransactionSnapshot());
+        Datum const keys[2] = {key.team, key.resource};
+        locking = find_row(rel, kAccounts, layout, keys, snapshot, slot)
+                      ? lock_version(rel, slot->tts_tid, snapshot, slot)
+                      : Locking::Gone;
+        UnregisterSnapshot(snapshot);
+        if (locking == Locking::Unsure)
+            elog(ERROR, "quota account row invisible to the snapshot that found it");
+    }
+    bool const found = locking == Locking::Locked;
     if (found) {
         account = account_in(layout, slot);
         row = slot->tts_tid;
     }
     ExecDropSingleTupleTableSlot(slot);
-    UnregisterSnapshot(snapshot);
     return found;
 }
 
 } // namespace
 
-bool fetch_account_direct(AccountKey key, Snapshot snapshot, LOCKMODE mode, Account &account, bool &found)
+bool fetch_account_direct(AccountKey key, Snapshot snapshot, LOCKMODE mode, Account &account, bool &found,
+                          ItemPointerData *where)
 {
     return bridge::guarded_value([&] {
         TableLayout layout;
@@ -83,8 +114,11 @@ bool fetch_account_direct(AccountKey key, Snapshot snapshot, LOCKMODE mode, Acco
             TupleTableSlot *slot = table_slot_create(rel, nullptr);
             Datum const keys[2] = {key.team, key.resource};
             found = find_row(rel, kAccounts, layout, keys, snapshot != nullptr ? snapshot : GetActiveSnapshot(), slot);
-            if (found)
+            if (found) {
                 account = account_in(layout, slot);
+                if (where != nullptr)
+                    *where = slot->tts_tid;
+            }
             ExecDropSingleTupleTableSlot(slot);
         }
         table_close(rel, NoLock);
@@ -92,13 +126,14 @@ bool fetch_account_direct(AccountKey key, Snapshot snapshot, LOCKMODE mode, Acco
     });
 }
 
-bool lock_account_direct(AccountKey key, Account &account, ItemPointerData &row, bool &found)
+bool lock_account_direct(AccountKey key, const ItemPointerData *seen, Account &account, ItemPointerData &row,
+                         bool &found)
 {
     return bridge::guarded_value([&] {
         TableLayout layout;
         Relation rel = open_table(kAccounts, RowExclusiveLock, layout);
         if (layout.direct)
-            found = lock_row(rel, layout, key, account, row);
+            found = lock_row(rel, layout, key, seen, account, row);
         table_close(rel, NoLock);
         return layout.direct;
     });

@@ -10,11 +10,17 @@
 
 namespace quota::storage {
 
-/* SELECT ... FOR UPDATE of one account, done directly; `found` is false when it does not exist. */
-bool lock_account_direct(AccountKey key, Account &account, ItemPointerData &row, bool &found);
+/*
+ * SELECT ... FOR UPDATE of one account, done directly; `found` is false
+ * when it does not exist.  `seen`: where the call's snapshot showed the row
+ * (fetch_account), or nullptr.
+ */
+bool lock_account_direct(AccountKey key, const ItemPointerData *seen, Account &account, ItemPointerData &row,
+                         bool &found);
 
-/* The account under `snapshot`, by primary key, with `mode` on the table. */
-bool fetch_account_direct(AccountKey key, Snapshot snapshot, LOCKMODE mode, Account &account, bool &found);
+/* The account under `snapshot`, by primary key, with `mode` on the table; `where` (if given) gets its row. */
+bool fetch_account_direct(AccountKey key, Snapshot snapshot, LOCKMODE mode, Account &account, bool &found,
+                          ItemPointerData *where);
 
 /* Write back a row locked by lock_account_direct(). */
 bool update_account_direct(const ItemPointerData &row, const Account &account);

@@ -275,10 +275,10 @@ void finish()
     });
 }
 
-bool lock_account(AccountKey key, Account &account, ItemPointerData &row)
+bool lock_account(AccountKey key, Account &account, ItemPointerData &row, const ItemPointerData *seen)
 {
     bool found = false;
-    if (lock_account_direct(key, account, row, found))
+    if (lock_account_direct(key, seen, account, row, found))
         return found;
     Datum values[2] = {key.team, key.resource};
     execute(lock_account_sql, values, nullptr, false);
@@ -291,11 +291,13 @@ bool lock_account(AccountKey key, Account &account, ItemPointerData &row)
     return true;
 }
 
-bool fetch_account(AccountKey key, Account &account, Snapshot snapshot)
+bool fetch_account(AccountKey key, Account &account, Snapshot snapshot, ItemPointerData *where)
 {
     bool found = false;
-    if (fetch_account_direct(key, snapshot, AccessShareLock, account, found))
+    if (fetch_account_direct(key, snapshot, AccessShareLock, account, found, where))
         return found;
+    if (where != nullptr)
+        ItemPointerSetInvalid(where); /* the SQL path finds the row itself */
     /* Not as installed: SQL, in an SPI connection of its own (the caller may or may not have one). */
     Datum values[2] = {key.team, key.resource};
     connect();

@@ -67,8 +67,12 @@ void begin_call(Intent intent);
 void connect();
 void finish();
 
-/* SELECT ... FOR UPDATE of one account; false when it does not exist. */
-bool lock_account(AccountKey key, Account &account, ItemPointerData &row);
+/*
+ * SELECT ... FOR UPDATE of one account; false when it does not exist.
+ * `seen`: where fetch_account() found it in this call, if it did (saves
+ * looking it up again), else nullptr.
+ */
+bool lock_account(AccountKey key, Account &account, ItemPointerData &row, const ItemPointerData *seen = nullptr);
 
 /*
  * A read with no row lock, under `snapshot` (the active one when nullptr):
@@ -76,7 +80,7 @@ bool lock_account(AccountKey key, Account &account, ItemPointerData &row);
  * cost next to nothing, SQL when the table is not as installed.  False when
  * the account does not exist.
  */
-bool fetch_account(AccountKey key, Account &account, Snapshot snapshot = nullptr);
+bool fetch_account(AccountKey key, Account &account, Snapshot snapshot = nullptr, ItemPointerData *where = nullptr);
 
 /* The credits of the account's open holds past their expiry at `at` (under `snapshot`, else a fresh one). */
 int64 expired_held(AccountKey key, TimestampTz at, Snapshot snapshot = nullptr);
