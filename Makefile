@@ -20,8 +20,8 @@ PG_CONFIG   ?= pg_config
 # PostgreSQL's headers as system headers: -Wall -Wextra then judge our code
 # only (PG 15's headers trip -Wextra and -Wregister in C++ mode).
 PG_CPPFLAGS  = -I$(CURDIR)/src -isystem $(shell $(PG_CONFIG) --includedir-server)
-PG_CXXFLAGS  = -std=c++17 -Wall -Wextra $(QUOTA_WERROR) -MMD -MP
-EXTRA_CLEAN  = $(OBJS:.o=.d)
+PG_CXXFLAGS  = -std=c++17 -Wall -Wextra $(QUOTA_WERROR)
+EXTRA_CLEAN  = $(OBJS:.o=.o.d) $(OBJS:.o=.bc.d)
 SHLIB_LINK  += -lstdc++
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
@@ -42,8 +42,12 @@ include $(PGXS)
 # without PG_CXXFLAGS; give it the same language level and warnings.
 COMPILE.cxx.bc += $(PG_CXXFLAGS)
 
-# Header dependencies (-MMD): a changed header rebuilds the objects that include it.
--include $(OBJS:.o=.d)
+# Header dependencies: each compile also writes the headers it read to
+# <target>.d (one for the .o, one for LLVM's .bc), so a changed header
+# rebuilds everything that includes it.
+COMPILE.cc += -MMD -MP -MF $@.d
+COMPILE.cxx.bc += -MMD -MP -MF $@.d
+-include $(OBJS:.o=.o.d) $(OBJS:.o=.bc.d)
 
 # Run pg_regress and the isolation tester as separate steps (installcheck
 # would skip the isolation tests after a regression failure).
