@@ -190,8 +190,8 @@ Relation open_table(const TableSpec &spec, LOCKMODE mode, TableLayout &layout)
         TableLayout const judged = judge(rel, spec);
         verdict.layout = judged;
         verdict.judged = true;
-        verdict.call = current_call;
     }
+    verdict.call = current_call; /* pinned: this call keeps it even if the table changes meanwhile */
     layout = verdict.layout;
     return rel;
 }
