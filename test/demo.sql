@@ -19,6 +19,19 @@ SELECT granted, used, remaining, resets_at, retry_after FROM quota.charge_credit
 -- An LLM gateway asks, without taking any lock:
 SELECT quota.is_team_limited('acme');
 
+-- The team upgrades mid-month: a bigger limit, same billing day (the anchor is kept).
+SELECT quota.set_account('acme', 8, period => '1 month');
+SELECT credit_limit, used, remaining, resets_at FROM quota.usage WHERE team = 'acme' AND resource = 'credits';
+SELECT quota.set_account('acme', 5, period => '1 month');
+
+-- A read-only transaction (or a standby) can ask, but never spend.
+\set ON_ERROR_STOP 0
+BEGIN READ ONLY;
+SELECT quota.is_team_limited('acme');
+SELECT quota.charge_credit('acme');
+ROLLBACK;
+\set ON_ERROR_STOP 1
+
 -- Retried requests carry an idempotency key: the retry gets the same reservation.
 SELECT quota.set_account('acme', 100, 'remix', period => '1 day', anchor => '2024-01-01 00:00+00');
 SELECT reservation, held FROM quota.reserve_credit('acme', 3, 'remix', idempotency_key => 'req-7f3a');
