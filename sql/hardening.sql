@@ -137,6 +137,42 @@ SELECT quota.set_account('grid-new', 1, period => '1 day');
 SELECT anchor = now() AS new_account_anchors_now FROM quota.accounts WHERE team = 'grid-new';
 COMMIT;
 
+-- Found by review: more that a superuser can add, each honoured.
+-- A publication row filter on a column outside the replica identity (ALTER PUBLICATION takes no lock a writer holds).
+SET client_min_messages = error;
+CREATE PUBLICATION quota_filter FOR TABLE quota.accounts WHERE (used < 100000);
+RESET client_min_messages;
+SELECT split_part(try($$SELECT quota.charge_credit('dba', 1)$$), ' | ', 1);
+DROP PUBLICATION quota_filter;
+-- A typmod: the value is rounded as an UPDATE rounds it.
+ALTER TABLE quota.accounts ALTER COLUMN anchor TYPE timestamptz(0);
+SELECT quota.set_account('typmod', 100, period => '1 day', anchor => '2026-01-01 00:00:00.654321+00');
+SELECT quota.set_account('typmod', 100, period => '1 day', anchor => '2026-01-01 00:00:00.654321+00');
+SELECT anchor FROM quota.accounts WHERE team = 'typmod';
+ALTER TABLE quota.accounts ALTER COLUMN anchor TYPE timestamptz;
+-- An identity column: updates of it are refused, as UPDATE refuses them.
+ALTER TABLE quota.accounts ALTER COLUMN held DROP DEFAULT;
+ALTER TABLE quota.accounts ALTER COLUMN held ADD GENERATED ALWAYS AS IDENTITY;
+SELECT split_part(try($$SELECT quota.reserve_credit('dba', 1)$$), ' | ', 1);
+ALTER TABLE quota.accounts ALTER COLUMN held DROP IDENTITY;
+ALTER TABLE quota.accounts ALTER COLUMN held SET DEFAULT 0;
+-- quota.accounts attached as a partition: the partition constraint is checked.
+CREATE TABLE public.accounts_parent (LIKE quota.accounts) PARTITION BY RANGE (used);
+DO $$ BEGIN
+    EXECUTE format('ALTER TABLE public.accounts_parent ATTACH PARTITION quota.accounts FOR VALUES FROM (MINVALUE) TO (%s)',
+                   (SELECT max(used) + 10 FROM quota.accounts));
+END $$;
+SELECT split_part(try($$SELECT quota.charge_credit('dba', 1000000, allow_overdraft => true)$$), ' | ', 1);
+SELECT granted FROM quota.charge_credit('dba', 1);
+ALTER TABLE public.accounts_parent DETACH PARTITION quota.accounts;
+DROP TABLE public.accounts_parent;
+-- Beyond the Basic Multilingual Plane, escaped unambiguously for a LATIN1 client.
+SET client_encoding = 'LATIN1';
+SELECT split_part(try(format($$SELECT quota.charge_credit(%L)$$, convert_from('\xf09f9880'::bytea, 'UTF8') || 'x')), ' | ', 1) AS emoji;
+RESET client_encoding;
+SELECT bt_index_check(c.oid, true) FROM pg_class c
+ WHERE c.relnamespace = 'quota'::regnamespace AND c.relkind = 'i' ORDER BY c.relname;
+
 -- Found by test/fuzz.py: credits a slot frees while its account is over the
 -- limit (a lowered limit, an overdraft) never come back to the slot's share.
 SELECT quota.set_account('r5', 10);

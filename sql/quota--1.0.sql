@@ -16,6 +16,15 @@ DECLARE
 BEGIN
     SELECT n.oid, n.nspowner INTO schema_oid, schema_owner
       FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) 'quota';
+    -- Privileges on it granted to anyone but its owner would let them plant objects in it.
+    IF EXISTS (SELECT FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+                WHERE n.oid OPERATOR(pg_catalog.=) schema_oid
+                  AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner) THEN
+        RAISE EXCEPTION 'schema "quota" grants privileges to other roles'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'quota installs only into a schema "quota" that it creates, or an empty one owned by the installing role or a superuser, with no privileges granted to others.',
+                  HINT = 'Revoke them, or drop the schema first; grant USAGE to application roles after CREATE EXTENSION.';
+    END IF;
     IF schema_owner OPERATOR(pg_catalog.<>) (SELECT r.oid FROM pg_catalog.pg_roles r
                                               WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
        AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) schema_owner) THEN
@@ -31,6 +40,9 @@ BEGIN
        OR EXISTS (SELECT FROM pg_catalog.pg_collation c WHERE c.collnamespace OPERATOR(pg_catalog.=) schema_oid)
        OR EXISTS (SELECT FROM pg_catalog.pg_conversion c WHERE c.connamespace OPERATOR(pg_catalog.=) schema_oid)
        OR EXISTS (SELECT FROM pg_catalog.pg_opfamily f WHERE f.opfnamespace OPERATOR(pg_catalog.=) schema_oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_opclass c WHERE c.opcnamespace OPERATOR(pg_catalog.=) schema_oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_ts_parser p WHERE p.prsnamespace OPERATOR(pg_catalog.=) schema_oid)
+       OR EXISTS (SELECT FROM pg_catalog.pg_ts_template t WHERE t.tmplnamespace OPERATOR(pg_catalog.=) schema_oid)
        OR EXISTS (SELECT FROM pg_catalog.pg_ts_config c WHERE c.cfgnamespace OPERATOR(pg_catalog.=) schema_oid)
        OR EXISTS (SELECT FROM pg_catalog.pg_ts_dict d WHERE d.dictnamespace OPERATOR(pg_catalog.=) schema_oid)
        OR EXISTS (SELECT FROM pg_catalog.pg_statistic_ext e WHERE e.stxnamespace OPERATOR(pg_catalog.=) schema_oid) THEN

@@ -44,6 +44,24 @@ psql_in "$db" "DROP EXTENSION quota; DROP SCHEMA IF EXISTS quota"
 psql_in "$db" "DROP ROLE IF EXISTS quota_admin; CREATE ROLE quota_admin SUPERUSER; CREATE SCHEMA quota AUTHORIZATION quota_admin"
 [ "$(sqlstate "$db" "CREATE EXTENSION quota")" = ok ] || fail "refused a superuser's empty schema"
 
+# Empty and ours, but with privileges granted to others: refused (they could plant objects in it).
+psql_in "$db" "DROP EXTENSION quota; DROP SCHEMA IF EXISTS quota; CREATE SCHEMA quota; GRANT CREATE, USAGE ON SCHEMA quota TO PUBLIC"
+[ "$(sqlstate "$db" "CREATE EXTENSION quota")" = 42501 ] || fail "installed into a schema others may create in"
+psql_in "$db" "DROP SCHEMA quota; CREATE SCHEMA quota"
+[ "$(sqlstate "$db" "CREATE EXTENSION quota")" = ok ] || fail "refused the installer's own empty schema"
+
+# A session that used the extension keeps working after it is dropped and created again elsewhere.
+out=$(psql -X -q -v ON_ERROR_STOP=1 -At -d "$db" 2>&1 <<SQL
+SELECT quota.set_account('t', 10);
+SELECT granted FROM quota.charge_credit('t', 1);
+\! psql -X -q -d $db -c 'DROP EXTENSION quota' -c 'CREATE EXTENSION quota' -c "SELECT quota.set_account('t', 10)" >/dev/null
+SELECT granted FROM quota.charge_credit('t', 1);
+SELECT used FROM quota.usage WHERE team = 't';
+SELECT quota.is_team_limited('t');
+SQL
+) || fail "a session across DROP and CREATE EXTENSION: $out"
+[ "$out" = "$(printf '\nt\nt\n1\nf')" ] || fail "a session across DROP and CREATE EXTENSION: $out"
+
 # No schema at all: CREATE EXTENSION makes its own, owned by the installer.
 psql_in "$db" "DROP EXTENSION quota; DROP SCHEMA IF EXISTS quota"
 [ "$(sqlstate "$db" "CREATE EXTENSION quota")" = ok ] || fail "a plain install"
@@ -52,4 +70,4 @@ psql_in "$db" "DROP EXTENSION quota; DROP SCHEMA IF EXISTS quota"
 
 dropdb "$db"
 psql_in postgres "DROP ROLE quota_squatter; DROP ROLE quota_admin"
-echo "schema_owner: ok (another role's schema and a non-empty one refused; an empty own or superuser schema accepted)"
+echo "schema_owner: ok (another role's schema, a non-empty one and one with privileges granted to others refused; an empty own or superuser schema accepted; a session survives DROP and CREATE EXTENSION)"

@@ -41,9 +41,9 @@ namespace {
  */
 struct PendingError {
     int sqlstate;
-    char message[1024];
-    char detail[1024];
-    char hint[1024];
+    char message[4096];
+    char detail[4096];
+    char hint[4096];
 };
 
 PendingError pending;
@@ -81,7 +81,7 @@ bool client_can_show(const char *text)
     return shown;
 }
 
-/* Replace every non-ASCII character with an escape (\u00fc, or \xNN outside UTF-8), in place. */
+/* Replace every non-ASCII character with an escape (\00fc, \+01f600, or \xNN outside UTF-8), in place. */
 void escape_non_ascii(char *text, size_t size)
 {
     char escaped[sizeof(PendingError::message)];
@@ -94,9 +94,10 @@ void escape_non_ascii(char *text, size_t size)
             continue;
         }
         int const length = pg_mblen(p);
-        if (utf8)
-            out += static_cast<size_t>(std::snprintf(escaped + out, sizeof(escaped) - out, "\\u%04x",
-                                                     utf8_to_unicode(reinterpret_cast<const unsigned char *>(p))));
+        pg_wchar const code = utf8 ? utf8_to_unicode(reinterpret_cast<const unsigned char *>(p)) : 0;
+        if (utf8) /* as in U&'...' strings: \XXXX, or \+XXXXXX beyond the Basic Multilingual Plane */
+            out += static_cast<size_t>(std::snprintf(escaped + out, sizeof(escaped) - out,
+                                                     code > 0xFFFF ? "\\+%06x" : "\\%04x", code));
         else
             for (int i = 0; i < length; i++)
                 out += static_cast<size_t>(std::snprintf(escaped + out, sizeof(escaped) - out, "\\x%02x",

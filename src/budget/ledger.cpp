@@ -230,30 +230,53 @@ Target spend_target(Locked &locked, const Datum *idempotency_key)
 }
 
 /*
- * Denials at the price of a read: when the committed state the call's
+ * The account as a fresh snapshot of this call shows it, and where its row
+ * is; the snapshot stays registered (so that version is not pruned) until
+ * the call has locked the row or given up.
+ */
+struct Look {
+    Snapshot snapshot = nullptr;
+    bool exists = false;
+    Account account;
+    ItemPointerData where{};
+
+    const ItemPointerData *row() const { return exists ? &where : nullptr; }
+};
+
+Look look_up(AccountKey key)
+{
+    Look look;
+    look.snapshot = storage::take_snapshot(storage::Intent::Write);
+    look.exists = storage::fetch_account(key, look.account, look.snapshot, &look.where);
+    return look;
+}
+
+/*
+ * Denials at the price of a read: when the committed state a fresh
  * snapshot shows (rolled over, expired holds released, a slotted account's
  * slots added) already cannot cover `amount`, the call is denied from it,
  * with no lock, no transaction id and no write.  The denial linearizes at
- * the snapshot, which a denial may: it spends nothing, and whatever commits
- * later is seen by the next call.  Only where that snapshot is the call's
- * own present: READ COMMITTED, and a transaction that has not written yet
- * (its own earlier changes in this statement would not be in it).  A
- * reserve whose idempotency key already has a hold is not a denial: the
- * locking path returns that hold.
+ * that snapshot, taken in the call itself (after CommandCounterIncrement,
+ * so the transaction's own changes are in it), which a denial may: it
+ * spends nothing, and whatever commits later is seen by the next call.
+ * Only in READ COMMITTED, where that snapshot is the present (a
+ * transaction snapshot may be older).  A reserve whose idempotency key
+ * already has a hold is not a denial: the locking path returns that hold.
  */
-bool denied_by_snapshot(AccountKey key, const Account &seen, int64 amount, const Datum *idempotency_key,
+bool denied_by_snapshot(AccountKey key, const Look &look, int64 amount, const Datum *idempotency_key,
                         TimestampTz now, Grant &denial)
 {
-    if (seen.unlimited || IsolationUsesXactSnapshot() || TransactionIdIsValid(GetTopTransactionIdIfAny()))
+    Account const &seen = look.account;
+    if (seen.unlimited || IsolationUsesXactSnapshot())
         return false;
     Grant grant;
     if (seen.slots > 0) {
-        grant = escrow::reply(key, seen, false, now, storage::Intent::Read);
+        grant = escrow::reply(key, seen, false, now, storage::Intent::Write);
     } else {
         Account state = seen;
         roll_over(state, now);
         if (state.has_next_expiry && state.next_expiry <= now)
-            state.held -= storage::expired_held(key, now);
+            state.held -= storage::expired_held(key, now, look.snapshot);
         grant = grant_of(state, false, now);
     }
     Usage const &usage = grant.usage;
@@ -348,18 +371,20 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
     TimestampTz const now = transaction_now();
     storage::begin_call(storage::Intent::Write);
     storage::connect();
-    Account seen;
-    ItemPointerData where;
+    Look const look = look_up(key);
+    Account const &seen = look.account;
     Grant fast;
-    bool const exists = storage::fetch_account(key, seen, nullptr, &where);
-    if (exists && (denied_by_snapshot(key, seen, amount, idempotency_key, now, fast) ||
-                   (seen.slots > 0 && escrow::reserve(key, seen, amount, expires_at, idempotency_key, now, fast)))) {
+    if (look.exists && (denied_by_snapshot(key, look, amount, idempotency_key, now, fast) ||
+                        (seen.slots > 0 && escrow::reserve(key, seen, amount, expires_at, idempotency_key, now, fast)))) {
+        storage::drop_snapshot(look.snapshot);
         storage::finish();
         return fast;
     }
     Locked locked;
     Grant denial;
-    if (!lock_for_spending(key, now, amount, false, locked, denial, exists ? &where : nullptr)) {
+    bool const locked_one = lock_for_spending(key, now, amount, false, locked, denial, look.row());
+    storage::drop_snapshot(look.snapshot);
+    if (!locked_one) {
         storage::finish();
         return denial;
     }
@@ -466,18 +491,20 @@ Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
     TimestampTz const now = transaction_now();
     storage::begin_call(storage::Intent::Write);
     storage::connect();
-    Account seen;
-    ItemPointerData where;
+    Look const look = look_up(key);
+    Account const &seen = look.account;
     Grant fast;
-    bool const exists = storage::fetch_account(key, seen, nullptr, &where);
-    if (exists && ((!allow_overdraft && denied_by_snapshot(key, seen, amount, nullptr, now, fast)) ||
-                   (seen.slots > 0 && escrow::charge(key, seen, amount, now, fast)))) {
+    if (look.exists && ((!allow_overdraft && denied_by_snapshot(key, look, amount, nullptr, now, fast)) ||
+                        (seen.slots > 0 && escrow::charge(key, seen, amount, now, fast)))) {
+        storage::drop_snapshot(look.snapshot);
         storage::finish();
         return fast;
     }
     Locked locked;
     Grant denial;
-    if (!lock_for_spending(key, now, amount, allow_overdraft, locked, denial, exists ? &where : nullptr)) {
+    bool const locked_one = lock_for_spending(key, now, amount, allow_overdraft, locked, denial, look.row());
+    storage::drop_snapshot(look.snapshot);
+    if (!locked_one) {
         storage::finish();
         return denial;
     }

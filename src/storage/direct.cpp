@@ -69,20 +69,21 @@ Locking lock_version(Relation rel, ItemPointerData tid, Snapshot snapshot, Tuple
 }
 
 /*
- * Lock the account row.  `seen` is where the call's snapshot showed it: in
- * a transaction that has written nothing yet, that version (or, following
- * its update chain, the newest) is the one a fresh look would find, so it is
- * locked directly; otherwise the row is found under a fresh snapshot that
- * sees the transaction's own changes.  Call inside guarded().
+ * Lock the account row.  `seen` is where a fresh snapshot taken in this
+ * call (after CommandCounterIncrement, so it saw the transaction's own
+ * changes) found it: that version, or following its update chain the
+ * newest, is what a new look would find, so it is locked directly.  When it
+ * is gone, or there is no `seen`, the row is looked up under a new fresh
+ * snapshot, as SELECT ... FOR UPDATE does.  Call inside guarded().
  */
 bool lock_row(Relation rel, const TableLayout &layout, AccountKey key, const ItemPointerData *seen, Account &account,
               ItemPointerData &row)
 {
     TupleTableSlot *slot = table_slot_create(rel, nullptr);
     Locking locking = Locking::Unsure;
-    if (seen != nullptr && ItemPointerIsValid(seen) && !TransactionIdIsValid(GetTopTransactionIdIfAny()))
+    if (seen != nullptr && ItemPointerIsValid(seen))
         locking = lock_version(rel, *seen, GetActiveSnapshot(), slot);
-    if (locking == Locking::Unsure) {
+    if (locking != Locking::Locked) { /* not there any more: a new row may be (deleted and created again) */
         CommandCounterIncrement(); /* see this transaction's own earlier changes */
         Snapshot snapshot = RegisterSnapshot(GetTransactionSnapshot());
         Datum const keys[2] = {key.team, key.resource};
@@ -171,8 +172,12 @@ bool schema_has_slots()
 Oid tables_owner()
 {
     return bridge::guarded_value([] {
-        /* The owner of quota.accounts, from the syscache: no lock, so no lock before the call's own. */
-        Oid const relation = table_oid(kAccounts);
+        /*
+         * By name, from the syscache, every call: this runs before the call
+         * begins (and takes no lock), so no cached OID may be trusted here
+         * (DROP and CREATE EXTENSION make new tables).
+         */
+        Oid const relation = get_relname_relid("accounts", get_namespace_oid("quota", false));
         if (!OidIsValid(relation))
             ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation \"quota.accounts\" does not exist")));
         HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relation));

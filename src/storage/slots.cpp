@@ -24,14 +24,14 @@ namespace {
 #define SLOTS_OF(team, resource) "s.team" EQ team " AND s.resource" EQ resource
 
 Statement lock_all_slots_sql = {
-    "SELECT s.ctid, " SLOT_COLUMNS " FROM quota.slots s WHERE " SLOTS_OF("$1", "$2") " ORDER BY s.slot FOR UPDATE",
+    "SELECT s.ctid, " SLOT_COLUMNS " FROM ONLY quota.slots s WHERE " SLOTS_OF("$1", "$2") " ORDER BY s.slot FOR UPDATE",
     nullptr, 2, {TEXTOID, TEXTOID}};
 
 Statement read_slots_sql = {
-    "SELECT s.ctid, " SLOT_COLUMNS " FROM quota.slots s WHERE " SLOTS_OF("$1", "$2"), nullptr, 2, {TEXTOID, TEXTOID}};
+    "SELECT s.ctid, " SLOT_COLUMNS " FROM ONLY quota.slots s WHERE " SLOTS_OF("$1", "$2"), nullptr, 2, {TEXTOID, TEXTOID}};
 
 Statement update_slot_sql = {
-    "UPDATE quota.slots SET window_start = $3, resets_at = $4, used = $5, held = $6, share = $7, next_expiry = $8"
+    "UPDATE ONLY quota.slots SET window_start = $3, resets_at = $4, used = $5, held = $6, share = $7, next_expiry = $8"
     " WHERE ctid" EQ "$1",
     nullptr, 8, {TIDOID, SLOT_TYPES}};
 
@@ -42,27 +42,27 @@ Statement insert_slot_sql = {
 
 Statement drop_slots_sql = {
     "WITH moved AS ("
-    " UPDATE quota.holds h SET slot = NULL"
+    " UPDATE ONLY quota.holds h SET slot = NULL"
     "  WHERE h.team" EQ "$1 AND h.resource" EQ "$2 AND h.slot" GE "$3 RETURNING h.id)"
-    " DELETE FROM quota.slots s WHERE " SLOTS_OF("$1", "$2") " AND s.slot" GE "$3",
+    " DELETE FROM ONLY quota.slots s WHERE " SLOTS_OF("$1", "$2") " AND s.slot" GE "$3",
     nullptr, 3, {TEXTOID, TEXTOID, INT4OID}};
 
 #define OPEN_HOLDS_OF_SLOT "h.team" EQ "$1 AND h.resource" EQ "$2 AND h.state" EQ "'open' AND h.slot" EQ "$4"
 
 Statement expire_slot_holds_sql = {
     "WITH gone AS ("
-    " UPDATE quota.holds h SET state = 'expired', settled_at = $3"
+    " UPDATE ONLY quota.holds h SET state = 'expired', settled_at = $3"
     "  WHERE " OPEN_HOLDS_OF_SLOT " AND h.expires_at" LE "$3"
     "  RETURNING h.amount)"
     " SELECT CAST(COALESCE(pg_catalog.sum(g.amount), 0) AS pg_catalog.int8), pg_catalog.count(*),"
-    "  (SELECT pg_catalog.min(h.expires_at) FROM quota.holds h"
+    "  (SELECT pg_catalog.min(h.expires_at) FROM ONLY quota.holds h"
     "    WHERE " OPEN_HOLDS_OF_SLOT " AND h.expires_at" GT "$3)"
     " FROM gone g",
     nullptr, 4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, INT4OID}};
 
 Statement lock_expired_slots_sql = {
     "SELECT s.ctid, " SLOT_COLUMNS ", CAST(s.team AS pg_catalog.text), CAST(s.resource AS pg_catalog.text)"
-    " FROM quota.slots s WHERE s.next_expiry" LE "$1"
+    " FROM ONLY quota.slots s WHERE s.next_expiry" LE "$1"
     " FOR UPDATE SKIP LOCKED",
     nullptr, 1, {TIMESTAMPTZOID}};
 

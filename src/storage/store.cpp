@@ -48,20 +48,20 @@ namespace {
  * the same statement for a database still at 1.0 (see sql.hpp).
  */
 Statement lock_account_sql = {
-    "SELECT a.ctid, " ACCOUNT_COLUMNS " FROM quota.accounts a"
+    "SELECT a.ctid, " ACCOUNT_COLUMNS " FROM ONLY quota.accounts a"
     " WHERE a.team" EQ "$1 AND a.resource" EQ "$2 FOR UPDATE",
-    "SELECT a.ctid, " ACCOUNT_COLUMNS_1_0 " FROM quota.accounts a"
+    "SELECT a.ctid, " ACCOUNT_COLUMNS_1_0 " FROM ONLY quota.accounts a"
     " WHERE a.team" EQ "$1 AND a.resource" EQ "$2 FOR UPDATE",
     2, {TEXTOID, TEXTOID}};
 
 Statement fetch_account_sql = {
-    "SELECT " ACCOUNT_COLUMNS " FROM quota.accounts a WHERE a.team" EQ "$1 AND a.resource" EQ "$2",
-    "SELECT " ACCOUNT_COLUMNS_1_0 " FROM quota.accounts a WHERE a.team" EQ "$1 AND a.resource" EQ "$2",
+    "SELECT " ACCOUNT_COLUMNS " FROM ONLY quota.accounts a WHERE a.team" EQ "$1 AND a.resource" EQ "$2",
+    "SELECT " ACCOUNT_COLUMNS_1_0 " FROM ONLY quota.accounts a WHERE a.team" EQ "$1 AND a.resource" EQ "$2",
     2, {TEXTOID, TEXTOID}};
 
 /* The credits of an account's open holds past their expiry (readers count them as released). */
 Statement expired_held_sql = {
-    "SELECT CAST(pg_catalog.sum(h.amount) AS pg_catalog.int8) FROM quota.holds h"
+    "SELECT CAST(pg_catalog.sum(h.amount) AS pg_catalog.int8) FROM ONLY quota.holds h"
     " WHERE " OPEN_HOLDS_OF("$1", "$2") " AND h.expires_at" LE "$3",
     nullptr, 3, {TEXTOID, TEXTOID, TIMESTAMPTZOID}};
 
@@ -75,34 +75,34 @@ Statement insert_account_sql = {
     12, {TEXTOID, TEXTOID, ACCOUNT_TYPES}};
 
 Statement update_account_sql = {
-    "UPDATE quota.accounts SET credit_limit = $2, unlimited = $3, period = $4, anchor = $5, window_start = $6,"
+    "UPDATE ONLY quota.accounts SET credit_limit = $2, unlimited = $3, period = $4, anchor = $5, window_start = $6,"
     " resets_at = $7, used = $8, held = $9, next_expiry = $10, slots = $11 WHERE ctid" EQ "$1",
-    "UPDATE quota.accounts SET credit_limit = $2, unlimited = $3, period = $4, anchor = $5, window_start = $6,"
+    "UPDATE ONLY quota.accounts SET credit_limit = $2, unlimited = $3, period = $4, anchor = $5, window_start = $6,"
     " resets_at = $7, used = $8, held = $9, next_expiry = $10 WHERE ctid" EQ "$1",
     11, {TIDOID, ACCOUNT_TYPES}};
 
 /* The holds of the account row itself (slot NULL); a slotted account's slots expire theirs in slots.cpp. */
 #define EXPIRE_HOLDS_SQL(own)                                                                           \
     "WITH gone AS ("                                                                                    \
-    " UPDATE quota.holds h SET state = 'expired', settled_at = $3"                                      \
+    " UPDATE ONLY quota.holds h SET state = 'expired', settled_at = $3"                                      \
     "  WHERE " OPEN_HOLDS_OF("$1", "$2") own " AND h.expires_at" LE "$3"                               \
     "  RETURNING h.amount)"                                                                             \
     " SELECT CAST(COALESCE(pg_catalog.sum(g.amount), 0) AS pg_catalog.int8), pg_catalog.count(*),"     \
-    "  (SELECT pg_catalog.min(h.expires_at) FROM quota.holds h"                                         \
+    "  (SELECT pg_catalog.min(h.expires_at) FROM ONLY quota.holds h"                                         \
     "    WHERE " OPEN_HOLDS_OF("$1", "$2") own " AND h.expires_at" GT "$3)"                             \
     " FROM gone g"
 Statement expire_holds_sql = {EXPIRE_HOLDS_SQL(" AND h.slot IS NULL"), EXPIRE_HOLDS_SQL(""), 3,
                               {TEXTOID, TEXTOID, TIMESTAMPTZOID}};
 
 Statement read_hold_sql = {
-    "SELECT " HOLD_COLUMNS " FROM quota.holds h WHERE h.id" EQ "$1",
-    "SELECT " HOLD_COLUMNS_1_0 ", CAST(NULL AS pg_catalog.int4) FROM quota.holds h WHERE h.id" EQ "$1",
+    "SELECT " HOLD_COLUMNS " FROM ONLY quota.holds h WHERE h.id" EQ "$1",
+    "SELECT " HOLD_COLUMNS_1_0 ", CAST(NULL AS pg_catalog.int4) FROM ONLY quota.holds h WHERE h.id" EQ "$1",
     1, {INT8OID}};
 
 Statement find_hold_sql = {
-    "SELECT " HOLD_COLUMNS " FROM quota.holds h"
+    "SELECT " HOLD_COLUMNS " FROM ONLY quota.holds h"
     " WHERE h.team" EQ "$1 AND h.resource" EQ "$2 AND h.idempotency_key" EQ "$3",
-    "SELECT " HOLD_COLUMNS_1_0 ", CAST(NULL AS pg_catalog.int4) FROM quota.holds h"
+    "SELECT " HOLD_COLUMNS_1_0 ", CAST(NULL AS pg_catalog.int4) FROM ONLY quota.holds h"
     " WHERE h.team" EQ "$1 AND h.resource" EQ "$2 AND h.idempotency_key" EQ "$3",
     3, {TEXTOID, TEXTOID, TEXTOID}};
 
@@ -114,11 +114,11 @@ Statement insert_hold_sql = {
     7, {TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID}};
 
 Statement settle_hold_sql = {
-    "UPDATE quota.holds SET state = $2, settled_at = $3, committed = $4 WHERE id" EQ "$1",
+    "UPDATE ONLY quota.holds SET state = $2, settled_at = $3, committed = $4 WHERE id" EQ "$1",
     nullptr, 4, {INT8OID, TEXTOID, TIMESTAMPTZOID, INT8OID}};
 
 Statement lock_expired_sql = {
-    "SELECT " TEXT("a.team") ", " TEXT("a.resource") " FROM quota.accounts a WHERE a.next_expiry" LE "$1"
+    "SELECT " TEXT("a.team") ", " TEXT("a.resource") " FROM ONLY quota.accounts a WHERE a.next_expiry" LE "$1"
     " FOR UPDATE SKIP LOCKED",
     nullptr, 1, {TIMESTAMPTZOID}};
 

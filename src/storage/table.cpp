@@ -77,7 +77,9 @@ bool columns_as_installed(Relation rel, const TableSpec &spec, TableLayout &layo
             continue;
         }
         Form_pg_attribute const attribute = TupleDescAttr(desc, layout.attnum[i] - 1);
-        if (attribute->atttypid != column.type || (column.written_null && attribute->attnotnull))
+        /* The installed type with no typmod (an UPDATE would coerce to one), no identity or generation. */
+        if (attribute->atttypid != column.type || attribute->atttypmod != -1 || attribute->attidentity != '\0' ||
+            attribute->attgenerated != '\0' || (column.written_null && attribute->attnotnull))
             ok = false;
         if (i < spec.keys)
             layout.key_collation[i] = attribute->attcollation;
@@ -100,9 +102,11 @@ bool ready_for_inserts(Oid index)
  * The primary key, on the key columns in order, btree with the installed
  * operator families, is the only index writes must maintain.  An index that
  * CREATE INDEX CONCURRENTLY (or REINDEX CONCURRENTLY) has created but not
- * yet made ready for inserts needs no entries: it is made ready only after
- * every transaction holding the table's RowExclusiveLock has ended, so it
- * cannot become ready under a writing call.
+ * yet made ready for inserts needs no entries.  It may become ready while a
+ * writer that started after the command's first wait is running; rows that
+ * writer stores without an entry are added by the command's validation
+ * phase, which waits for that writer's transaction first.  So a call that
+ * judged the table before the index became ready may finish as it began.
  */
 bool only_primary_key(Relation rel, const TableSpec &spec, TableLayout &layout)
 {
@@ -141,9 +145,11 @@ TableLayout judge(Relation rel, const TableSpec &spec)
     Form_pg_class const form = rel->rd_rel;
     TupleConstr const *constr = RelationGetDescr(rel)->constr;
     bool const plain = form->relkind == RELKIND_RELATION && form->relam == HEAP_TABLE_AM_OID &&
-                       rel->trigdesc == nullptr && rel->rd_rules == nullptr && !form->relrowsecurity &&
-                       form->relreplident == REPLICA_IDENTITY_DEFAULT &&
-                       (constr == nullptr || (constr->num_check == 0 && !constr->has_generated_stored));
+                       !form->relispartition && rel->trigdesc == nullptr && rel->rd_rules == nullptr &&
+                       !form->relrowsecurity && form->relreplident == REPLICA_IDENTITY_DEFAULT &&
+                       (constr == nullptr || (constr->num_check == 0 && !constr->has_generated_stored)) &&
+                       /* the calling role (the tables' owner) may read and update it, as an UPDATE checks */
+                       pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_SELECT | ACL_UPDATE) == ACLCHECK_OK;
     bool const columns = columns_as_installed(rel, spec, layout); /* fills layout.attnum in any case */
     layout.direct = plain && columns && only_primary_key(rel, spec, layout);
     return layout;
@@ -237,6 +243,13 @@ void rewrite_row(Relation rel, const TableLayout &layout, const ItemPointerData 
                  const Datum *values, const bool *isnull)
 {
     Assert(layout.direct);
+    /*
+     * A publication may be added to the table at any time (ALTER PUBLICATION
+     * takes no lock that a writer holds): check, as the executor does, that
+     * it allows updates (row filters and column lists within the replica
+     * identity).
+     */
+    CheckCmdReplicaIdentity(rel, CMD_UPDATE);
     int columns[kMaxTableColumns];
     Datum column_values[kMaxTableColumns];
     bool column_nulls[kMaxTableColumns];

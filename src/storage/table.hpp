@@ -12,8 +12,12 @@
  * column, no trigger, rule or row security, replica identity DEFAULT, and
  * its primary key (btree, the installed key columns and operator families,
  * the columns' collations) as its only index ready for inserts (one that
- * CREATE INDEX CONCURRENTLY has not made ready yet needs no entries, and
- * cannot become ready while a writer holds the table).  Anything else a superuser
+ * CREATE INDEX CONCURRENTLY has not made ready yet needs no entries: its
+ * validation phase adds what writers stored meanwhile), not a partition,
+ * the installed column types without typmod, identity or generation, and
+ * the calling role allowed to SELECT and UPDATE it.  A publication's row
+ * filter or column list is checked at each write, as the executor does.
+ * Anything else a superuser
  * adds makes the call take the SQL statements instead, where PostgreSQL
  * applies it.
  *
@@ -23,9 +27,9 @@
  * processes pending invalidations), and then holds for the whole call: a
  * call never switches paths half-way through.  DDL that could
  * change it conflicts with the lock the caller holds (the concurrent forms
- * of CREATE INDEX and REINDEX do not, but the index they add is not ready
- * for inserts until the writer's transaction has ended), so the verdict
- * stays true for as long as the caller holds that lock.  Writing calls lock every
+ * of CREATE INDEX and REINDEX do not; see only_primary_key() in table.cpp
+ * for why a call may still finish on the path it began), so the verdict
+ * holds for as long as the caller holds that lock.  Writing calls lock every
  * table they may write up front (lock_for_writing), table before index,
  * as PostgreSQL's own UPDATE does, so REINDEX cannot deadlock with them.
  */
