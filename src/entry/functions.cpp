@@ -258,43 +258,20 @@ using quota::bridge::Access;
 using quota::bridge::call;
 using quota::bridge::Effect;
 
-Datum quota_set_account(PG_FUNCTION_ARGS)
-{
-    return call(fcinfo, quota::sql::set_account, Access::Owner, Effect::Writes, "set_account()");
-}
-Datum quota_set_slots(PG_FUNCTION_ARGS)
-{
-    return call(fcinfo, quota::sql::set_slots, Access::Owner, Effect::Writes, "set_slots()");
-}
-Datum quota_reserve_credit(PG_FUNCTION_ARGS)
-{
-    return call(fcinfo, quota::sql::reserve_credit, Access::Owner, Effect::Writes, "reserve_credit()");
-}
-Datum quota_commit_credit(PG_FUNCTION_ARGS)
-{
-    return call(fcinfo, quota::sql::commit_credit, Access::Owner, Effect::Writes, "commit_credit()");
-}
-Datum quota_release_credit(PG_FUNCTION_ARGS)
-{
-    return call(fcinfo, quota::sql::release_credit, Access::Owner, Effect::Writes, "release_credit()");
-}
-Datum quota_charge_credit(PG_FUNCTION_ARGS)
-{
-    return call(fcinfo, quota::sql::charge_credit, Access::Owner, Effect::Writes, "charge_credit()");
-}
-Datum quota_expire_holds(PG_FUNCTION_ARGS)
-{
-    return call(fcinfo, quota::sql::expire_holds, Access::Owner, Effect::Writes, "expire_holds()");
-}
-Datum quota_is_team_limited(PG_FUNCTION_ARGS)
-{
-    return call(fcinfo, quota::sql::is_team_limited, Access::Owner, Effect::Reads, "is_team_limited()");
-}
-Datum quota_window_at(PG_FUNCTION_ARGS)
-{
-    return call(fcinfo, quota::sql::window_at, Access::Caller, Effect::Reads, "window_at()");
-}
-Datum quota_account_state(PG_FUNCTION_ARGS)
-{
-    return call(fcinfo, quota::sql::account_state, Access::Caller, Effect::Reads, "_account_state()");
-}
+/* The extern "C" symbol quota_<name> of sql/quota--*.sql: quota::sql::<name> run through the bridge. */
+#define QUOTA_FUNCTION(name, access, effect)                                                          \
+    Datum quota_##name(PG_FUNCTION_ARGS)                                                              \
+    {                                                                                                 \
+        return call(fcinfo, quota::sql::name, Access::access, Effect::effect, #name "()");            \
+    }
+
+QUOTA_FUNCTION(set_account, Owner, Writes)
+QUOTA_FUNCTION(set_slots, Owner, Writes)
+QUOTA_FUNCTION(reserve_credit, Owner, Writes)
+QUOTA_FUNCTION(commit_credit, Owner, Writes)
+QUOTA_FUNCTION(release_credit, Owner, Writes)
+QUOTA_FUNCTION(charge_credit, Owner, Writes)
+QUOTA_FUNCTION(expire_holds, Owner, Writes)
+QUOTA_FUNCTION(is_team_limited, Owner, Reads)
+QUOTA_FUNCTION(window_at, Caller, Reads)
+QUOTA_FUNCTION(account_state, Caller, Reads)
