@@ -177,7 +177,8 @@ SlotTotals slot_totals(AccountKey key, TimestampTz now, Snapshot snapshot, Accou
     /* The account row under the same snapshot as its slots: one consistent state. */
     totals.has_account = fetch_account(key, account, snapshot);
     std::vector<Slot> slots;
-    slots.reserve(kMaxSlots); /* filled inside guarded(), where nothing may throw */
+    /* Filled inside guarded(), where nothing may throw: room for every slot the row (same snapshot) says it has. */
+    slots.reserve(static_cast<size_t>(totals.has_account && account.slots > 0 ? account.slots : kMaxSlots));
     bool const direct = bridge::guarded_value([&] {
         TableLayout layout;
         Relation rel = open_table(kSlots, AccessShareLock, layout);
