@@ -133,16 +133,35 @@ bool lock_for_spending(AccountKey key, TimestampTz now, int64 amount, bool allow
     return true;
 }
 
-/* The hold (read already) and its account, locked in the extension's lock order: account (and slots) first. */
-Locked lock_hold(int64 reservation, TimestampTz now, Hold &hold)
+/*
+ * The hold's account (and slots), locked in the extension's lock order:
+ * account first.  The hold was read before, without a lock; every settler
+ * holds the account or the hold's slot, so from now on the hold cannot
+ * change, but it may have changed before: the settle is made only if it is
+ * unchanged (settle_unchanged_hold), and otherwise the hold is read again.
+ */
+Locked lock_hold_account(const Hold &hold, TimestampTz now)
 {
     Locked locked;
     if (!try_lock(hold.key, now, locked))
         unknown_account(hold.key);
-    /* Read it again: another transaction may have settled it before we got the lock. */
+    return locked;
+}
+
+/* The hold changed before we locked its account: read it as it is now. */
+void read_again(int64 reservation, Hold &hold)
+{
     if (!storage::read_hold(reservation, hold))
         unknown_reservation(reservation);
-    return locked;
+}
+
+/* Settle the hold: if unchanged since it was read; once read again under the lock, as it is. */
+bool settle(const Hold &hold, bool read_under_lock, HoldState state, TimestampTz now, const int64 *committed)
+{
+    if (!read_under_lock)
+        return storage::settle_unchanged_hold(hold, state, now, committed);
+    storage::settle_hold(hold.id, state, now, committed);
+    return true;
 }
 
 /* The whole account: its row's own used and held plus every slot's. */
@@ -426,27 +445,37 @@ Grant commit(int64 reservation, const int64 *amount)
         storage::finish();
         return fast;
     }
-    Locked locked = lock_hold(reservation, now, hold);
+    Locked locked = lock_hold_account(hold, now);
 
-    switch (hold.state) {
-    case HoldState::Released:
-        throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    format("quota reservation %lld has already been released", static_cast<long long>(reservation)),
-                    "A released reservation cannot be committed.",
-                    "Reserve the credits again, or record the usage with quota.charge_credit().");
-    case HoldState::Committed:
-        break; /* settled once already: report, change nothing */
-    case HoldState::Open:
-    case HoldState::Expired: {
-        Target const target = hold_target(locked, hold);
-        if (hold.state == HoldState::Open)
-            *target.held -= hold.amount;
-        /* Actual consumption is recorded even past the limit, and even after the hold expired. */
-        int64 const settled = amount != nullptr ? *amount : hold.amount;
-        *target.used = checked_add(*target.used, settled);
-        storage::settle_hold(reservation, HoldState::Committed, now, &settled);
-        break;
-    }
+    bool read_again_once = false;
+    for (bool settled_now = false; !settled_now;) {
+        settled_now = true;
+        switch (hold.state) {
+        case HoldState::Released:
+            throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        format("quota reservation %lld has already been released",
+                               static_cast<long long>(reservation)),
+                        "A released reservation cannot be committed.",
+                        "Reserve the credits again, or record the usage with quota.charge_credit().");
+        case HoldState::Committed:
+            break; /* settled once already: report, change nothing */
+        case HoldState::Open:
+        case HoldState::Expired: {
+            /* Actual consumption is recorded even past the limit, and even after the hold expired. */
+            int64 const settled = amount != nullptr ? *amount : hold.amount;
+            if (!settle(hold, read_again_once, HoldState::Committed, now, &settled)) {
+                read_again(reservation, hold);
+                read_again_once = true;
+                settled_now = false;
+                break;
+            }
+            Target const target = hold_target(locked, hold);
+            if (hold.state == HoldState::Open)
+                *target.held -= hold.amount;
+            *target.used = checked_add(*target.used, settled);
+            break;
+        }
+        }
     }
     return reply(locked, true, now);
 }
@@ -464,23 +493,33 @@ bool release(int64 reservation)
         storage::finish();
         return released;
     }
-    Locked locked = lock_hold(reservation, now, hold);
+    Locked locked = lock_hold_account(hold, now);
 
-    switch (hold.state) {
-    case HoldState::Committed:
-        throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    format("quota reservation %lld has already been committed", static_cast<long long>(reservation)),
-                    "A committed reservation cannot be released.");
-    case HoldState::Released:
-    case HoldState::Expired:
-        break; /* its credits are back already */
-    case HoldState::Open: {
-        Target const target = hold_target(locked, hold);
-        *target.held -= hold.amount;
-        storage::settle_hold(reservation, HoldState::Released, now, nullptr);
-        released = true;
-        break;
-    }
+    bool read_again_once = false;
+    for (bool settled_now = false; !settled_now;) {
+        settled_now = true;
+        switch (hold.state) {
+        case HoldState::Committed:
+            throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        format("quota reservation %lld has already been committed",
+                               static_cast<long long>(reservation)),
+                        "A committed reservation cannot be released.");
+        case HoldState::Released:
+        case HoldState::Expired:
+            break; /* its credits are back already */
+        case HoldState::Open: {
+            if (!settle(hold, read_again_once, HoldState::Released, now, nullptr)) {
+                read_again(reservation, hold);
+                read_again_once = true;
+                settled_now = false;
+                break;
+            }
+            Target const target = hold_target(locked, hold);
+            *target.held -= hold.amount;
+            released = true;
+            break;
+        }
+        }
     }
     reply(locked, true, now);
     return released;

@@ -117,6 +117,14 @@ Statement settle_hold_sql = {
     "UPDATE ONLY quota.holds SET state = $2, settled_at = $3, committed = $4 WHERE id" EQ "$1",
     nullptr, 4, {INT8OID, TEXTOID, TIMESTAMPTZOID, INT8OID}};
 
+/* The same, only while the hold is still as the caller read it (state and slot); no row: it changed. */
+Statement settle_unchanged_hold_sql = {
+    "UPDATE ONLY quota.holds h SET state = $2, settled_at = $3, committed = $4 WHERE h.id" EQ "$1"
+    " AND h.state" EQ "$5 AND (h.slot" EQ "$6 OR (h.slot IS NULL AND $6 IS NULL))",
+    "UPDATE ONLY quota.holds h SET state = $2, settled_at = $3, committed = $4 WHERE h.id" EQ "$1"
+    " AND h.state" EQ "$5",
+    6, {INT8OID, TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID, INT4OID}};
+
 Statement lock_expired_sql = {
     "SELECT " TEXT("a.team") ", " TEXT("a.resource") " FROM ONLY quota.accounts a WHERE a.next_expiry" LE "$1"
     " FOR UPDATE SKIP LOCKED",
@@ -404,6 +412,22 @@ void settle_hold(int64 id, HoldState state, TimestampTz now, const int64 *commit
     const char *name = state_name(state);
     values[1] = bridge::guarded_value([&] { return CStringGetTextDatum(name); });
     execute(settle_hold_sql, values, nulls, false);
+}
+
+bool settle_unchanged_hold(const Hold &seen, HoldState state, TimestampTz now, const int64 *committed)
+{
+    Datum values[6] = {Int64GetDatum(seen.id), (Datum) 0, TimestampTzGetDatum(now),
+                       committed != nullptr ? Int64GetDatum(*committed) : (Datum) 0, (Datum) 0,
+                       Int32GetDatum(seen.slot)};
+    char nulls[6] = {' ', ' ', ' ', committed != nullptr ? ' ' : 'n', ' ', seen.has_slot ? ' ' : 'n'};
+    const char *name = state_name(state);
+    const char *was = state_name(seen.state);
+    bridge::guarded([&] {
+        values[1] = CStringGetTextDatum(name);
+        values[4] = CStringGetTextDatum(was);
+    });
+    execute(settle_unchanged_hold_sql, values, nulls, false);
+    return SPI_processed == 1;
 }
 
 std::vector<AccountKey> lock_accounts_with_expired_holds(TimestampTz now)

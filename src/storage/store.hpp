@@ -107,6 +107,12 @@ bool find_hold(AccountKey key, Datum idempotency_key, Hold &hold);
 int64 insert_hold(AccountKey key, int64 amount, TimestampTz now, const TimestampTz *expires_at,
                   const Datum *idempotency_key, const int32 *slot);
 void settle_hold(int64 id, HoldState state, TimestampTz now, const int64 *committed);
+/*
+ * settle_hold() of `seen`, only if the hold is still in the state and slot
+ * it was read with; false (nothing done) if it changed meanwhile.  Saves
+ * reading it again under the account lock: read it again only then.
+ */
+bool settle_unchanged_hold(const Hold &seen, HoldState state, TimestampTz now, const int64 *committed);
 
 /* Lock, skipping rows other transactions hold, every account with holds that may have expired. */
 std::vector<AccountKey> lock_accounts_with_expired_holds(TimestampTz now);
