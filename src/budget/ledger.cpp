@@ -137,8 +137,7 @@ bool lock_for_spending(AccountKey key, TimestampTz now, int64 amount, bool allow
  * The hold's account (and slots), locked in the extension's lock order:
  * account first.  The hold was read before, without a lock; every settler
  * holds the account or the hold's slot, so from now on the hold cannot
- * change, but it may have changed before: the settle is made only if it is
- * unchanged (settle_unchanged_hold), and otherwise the hold is read again.
+ * change, but it may have changed before (see settle_locked).
  */
 Locked lock_hold_account(const Hold &hold, TimestampTz now)
 {
@@ -148,19 +147,25 @@ Locked lock_hold_account(const Hold &hold, TimestampTz now)
     return locked;
 }
 
-/* The hold changed before we locked its account: read it as it is now. */
-void read_again(int64 reservation, Hold &hold)
+/*
+ * Settle the hold, its account locked, to `to` if its state is one that
+ * `from` accepts: with one guarded UPDATE when it is still as it was read,
+ * and otherwise (it changed before the lock) read again and settled as it
+ * is now.  True when settled; `hold` is then the hold as it was before.
+ */
+template <typename From>
+bool settle_locked(int64 reservation, Hold &hold, const From &from, HoldState to, TimestampTz now,
+                   const int64 *committed)
 {
+    if (!from(hold.state))
+        return false;
+    if (storage::settle_unchanged_hold(hold, to, now, committed))
+        return true;
     if (!storage::read_hold(reservation, hold))
         unknown_reservation(reservation);
-}
-
-/* Settle the hold: if unchanged since it was read; once read again under the lock, as it is. */
-bool settle(const Hold &hold, bool read_under_lock, HoldState state, TimestampTz now, const int64 *committed)
-{
-    if (!read_under_lock)
-        return storage::settle_unchanged_hold(hold, state, now, committed);
-    storage::settle_hold(hold.id, state, now, committed);
+    if (!from(hold.state))
+        return false;
+    storage::settle_hold(hold.id, to, now, committed);
     return true;
 }
 
@@ -447,36 +452,20 @@ Grant commit(int64 reservation, const int64 *amount)
     }
     Locked locked = lock_hold_account(hold, now);
 
-    bool read_again_once = false;
-    for (bool settled_now = false; !settled_now;) {
-        settled_now = true;
-        switch (hold.state) {
-        case HoldState::Released:
-            throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        format("quota reservation %lld has already been released",
-                               static_cast<long long>(reservation)),
-                        "A released reservation cannot be committed.",
-                        "Reserve the credits again, or record the usage with quota.charge_credit().");
-        case HoldState::Committed:
-            break; /* settled once already: report, change nothing */
-        case HoldState::Open:
-        case HoldState::Expired: {
-            /* Actual consumption is recorded even past the limit, and even after the hold expired. */
-            int64 const settled = amount != nullptr ? *amount : hold.amount;
-            if (!settle(hold, read_again_once, HoldState::Committed, now, &settled)) {
-                read_again(reservation, hold);
-                read_again_once = true;
-                settled_now = false;
-                break;
-            }
-            Target const target = hold_target(locked, hold);
-            if (hold.state == HoldState::Open)
-                *target.held -= hold.amount;
-            *target.used = checked_add(*target.used, settled);
-            break;
-        }
-        }
-    }
+    /* Actual consumption is recorded even past the limit, and even after the hold expired. */
+    int64 const settled = amount != nullptr ? *amount : hold.amount;
+    auto const open_or_expired = [](HoldState state) { return state == HoldState::Open || state == HoldState::Expired; };
+    if (settle_locked(reservation, hold, open_or_expired, HoldState::Committed, now, &settled)) {
+        Target const target = hold_target(locked, hold);
+        if (hold.state == HoldState::Open)
+            *target.held -= hold.amount;
+        *target.used = checked_add(*target.used, settled);
+    } else if (hold.state == HoldState::Released) {
+        throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format("quota reservation %lld has already been released", static_cast<long long>(reservation)),
+                    "A released reservation cannot be committed.",
+                    "Reserve the credits again, or record the usage with quota.charge_credit().");
+    } /* else committed once already: report, change nothing */
     return reply(locked, true, now);
 }
 
@@ -495,32 +484,16 @@ bool release(int64 reservation)
     }
     Locked locked = lock_hold_account(hold, now);
 
-    bool read_again_once = false;
-    for (bool settled_now = false; !settled_now;) {
-        settled_now = true;
-        switch (hold.state) {
-        case HoldState::Committed:
-            throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        format("quota reservation %lld has already been committed",
-                               static_cast<long long>(reservation)),
-                        "A committed reservation cannot be released.");
-        case HoldState::Released:
-        case HoldState::Expired:
-            break; /* its credits are back already */
-        case HoldState::Open: {
-            if (!settle(hold, read_again_once, HoldState::Released, now, nullptr)) {
-                read_again(reservation, hold);
-                read_again_once = true;
-                settled_now = false;
-                break;
-            }
-            Target const target = hold_target(locked, hold);
-            *target.held -= hold.amount;
-            released = true;
-            break;
-        }
-        }
-    }
+    auto const open = [](HoldState state) { return state == HoldState::Open; };
+    if (settle_locked(reservation, hold, open, HoldState::Released, now, nullptr)) {
+        Target const target = hold_target(locked, hold);
+        *target.held -= hold.amount;
+        released = true;
+    } else if (hold.state == HoldState::Committed) {
+        throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format("quota reservation %lld has already been committed", static_cast<long long>(reservation)),
+                    "A committed reservation cannot be released.");
+    } /* else released or expired already: its credits are back */
     reply(locked, true, now);
     return released;
 }

@@ -161,12 +161,8 @@ bool update_account_direct(const ItemPointerData &row, const Account &account)
 
 bool schema_has_slots()
 {
-    return bridge::guarded_value([] {
-        TableLayout layout;
-        Relation rel = open_table(kAccounts, AccessShareLock, layout);
-        table_close(rel, NoLock);
-        return layout.attnum[kAccounts.columns - 1] != 0;
-    });
+    /* quota.slots came with the columns (accounts.slots, holds.slot) in one update script: no table lock needed. */
+    return bridge::guarded_value([] { return OidIsValid(table_oid(kSlots)); });
 }
 
 Oid tables_owner()

@@ -309,7 +309,7 @@ bool fetch_account(AccountKey key, Account &account, Snapshot snapshot, ItemPoin
     /* Not as installed: SQL, in an SPI connection of its own (the caller may or may not have one). */
     Datum values[2] = {key.team, key.resource};
     connect();
-    execute(fetch_account_sql, values, nullptr, true, snapshot != nullptr ? snapshot : nullptr);
+    execute(fetch_account_sql, values, nullptr, true, snapshot);
     found = SPI_processed > 0;
     if (found)
         account = decode_account([](int i, bool *isnull) { return column(i + 1, isnull); });
