@@ -19,3 +19,16 @@ CREATE OR REPLACE FUNCTION quota.set_account(
 RETURNS void
 AS 'MODULE_PATHNAME', 'quota_set_account'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+--------------------------------------------------------------------------
+-- Hot accounts, automatically: an account gets slots when concurrent
+-- transactions contend for it (up to quota.auto_slots), and gives them
+-- back when too few credits are left to deal.  set_slots() pins a count
+-- (0 forbids slots); set_slots(team, NULL) gives the account back to
+-- automatic slotting.  Accounts slotted by hand under 1.1 stay pinned.
+--------------------------------------------------------------------------
+ALTER TABLE quota.accounts ADD COLUMN slots_pinned boolean NOT NULL DEFAULT false;
+UPDATE quota.accounts SET slots_pinned = true WHERE slots > 0;
+
+COMMENT ON FUNCTION quota.set_slots(text, integer, text)
+    IS 'pin a hot account''s slot count (0: no slots; NULL: automatic slotting decides)';

@@ -28,6 +28,7 @@ END $$;
 -- Bad input: the contract's SQLSTATEs, and nothing changed.
 SELECT quota.set_account('slotted', 10);
 SELECT try($$SELECT quota.set_slots(NULL, 4)$$);
+-- NULL is not an error: it gives the account back to automatic slotting (below).
 SELECT try($$SELECT quota.set_slots('slotted', NULL)$$);
 SELECT try($$SELECT quota.set_slots('slotted', 4, NULL)$$);
 SELECT try($$SELECT quota.set_slots('', 4)$$);
@@ -104,7 +105,7 @@ SELECT a.used + s.used AS used, a.held + s.held AS held, a.slots
   FROM quota.accounts a, slot_rows('slotted') s WHERE a.team = 'slotted';
 SELECT used, held, remaining FROM quota.usage WHERE team = 'slotted';
 SELECT quota.set_slots('slotted', 0);
-SELECT count(*) AS slot_rows, (SELECT count(*) FROM quota.holds WHERE team = 'slotted' AND slot IS NOT NULL) AS holds_in_slots
+SELECT count(*) AS slot_rows, (SELECT count(*) FROM quota.holds WHERE team = 'slotted' AND state = 'open' AND slot IS NOT NULL) AS open_holds_in_slots
   FROM quota.slots WHERE team = 'slotted';
 SELECT used, held, remaining FROM quota.usage WHERE team = 'slotted';
 SELECT quota.set_slots('slotted', 3);

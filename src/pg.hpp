@@ -31,6 +31,7 @@ extern "C" {
 #include "common/string.h"
 #include "mb/pg_wchar.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "access/xlog.h"
 #include "tcop/utility.h"
 #include "executor/executor.h"

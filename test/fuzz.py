@@ -639,7 +639,7 @@ class Generator:
         else:
             n = self.rng.choice([0, 0, 1, 2, 4, 8, 16])
         if n is None:
-            slots = meaningless_null("integer")
+            slots = Value("NULL::integer", None)    # back to automatic slotting
         else:
             slots = Value("'%d'::integer" % n, ("slots outside 0..256", {"22023"}) if not 0 <= n <= 256 else None)
         args = self.args([("team", team), ("slots", slots), ("resource", resource)], optional=("resource",))

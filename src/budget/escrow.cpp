@@ -47,13 +47,14 @@ void interruptible()
  * transaction holds it (only when !wait).
  */
 template <typename Fits>
-Claim claim(AccountKey key, int32 number, bool wait, const Fits &fits, SlotRow &row)
+Claim claim(AccountKey key, int32 number, bool wait, const Fits &fits, SlotRow &row,
+            TransactionId *holder = nullptr)
 {
     for (int attempt = 0; attempt < kAttempts; attempt++) {
         interruptible();
         if (!storage::peek_slot(key, number, row) || !fits(row.slot))
             return Claim::Unfit;
-        switch (storage::lock_seen_slot(row, wait)) {
+        switch (storage::lock_seen_slot(row, wait, holder)) {
         case SlotLock::Taken:
             return Claim::Taken;
         case SlotLock::Busy:
@@ -65,21 +66,6 @@ Claim claim(AccountKey key, int32 number, bool wait, const Fits &fits, SlotRow &
     return wait ? Claim::Unfit : Claim::Busy;
 }
 
-/*
- * The slot this transaction last took, per account: a transaction's later
- * calls on the same account try it first, since it holds that slot already
- * (so they need not wait for another).  Keyed by the top-level transaction
- * id: a slot locked inside a savepoint stays locked by the transaction
- * (unless that savepoint rolls back, when trying it first merely costs a
- * look).
- */
-struct LastClaim {
-    TransactionId xid = InvalidTransactionId;
-    uint32 account = 0;
-    int32 slot = 0;
-};
-LastClaim last_claim;
-
 /* hash_any() of a text's bytes; call inside guarded(). */
 uint32 text_hash(Datum value)
 {
@@ -88,41 +74,45 @@ uint32 text_hash(Datum value)
                                    static_cast<int>(VARSIZE_ANY_EXHDR(flat))));
 }
 
-uint32 account_hash(AccountKey key)
-{
-    return bridge::guarded_value([&] { return hash_combine(text_hash(key.team), text_hash(key.resource)); });
-}
-
-/* Lock a slot that can grant `amount` now: the first free one from home, else wait for the first busy one. */
-bool claim_covering(AccountKey key, int32 count, int64 amount, TimestampTz now, SlotRow &row)
+/* Lock a slot that can grant `amount` now: the first free one, else (if it may) wait for the first busy one. */
+bool claim_covering(AccountKey key, int32 count, int64 amount, TimestampTz now, Turn &turn, SlotRow &row)
 {
     auto const serves = [amount, now](const Slot &slot) { return slot_current(slot, now) && slot_covers(slot, amount); };
-    TransactionId const xid = GetTopTransactionIdIfAny();
-    uint32 const account = account_hash(key);
-    bool const again = TransactionIdIsValid(xid) && xid == last_claim.xid && account == last_claim.account &&
-                       last_claim.slot < count;
-    int32 const start = again ? last_claim.slot : home_slot(count);
+    /* A transaction's later calls try the slot it holds first: no other transaction can be in it. */
+    int32 const start = turn.mine >= 0 && turn.mine < count ? turn.mine : home_slot(count);
     int32 busy = -1;
+    /*
+     * Crowded: every slot busy, each with a different transaction.  (One
+     * that holds many is taking the whole account: more slots would not help.)
+     */
+    bool crowded = true;
+    TransactionId holders[kMaxSlots];
     for (int32 i = 0; i < count; i++) {
         int32 const number = (start + i) % count;
-        Claim const found = claim(key, number, false, serves, row);
-        if (found == Claim::Taken)
-            break;
-        if (found == Claim::Busy && busy < 0)
+        TransactionId holder = InvalidTransactionId;
+        Claim const found = claim(key, number, false, serves, row, &holder);
+        if (found == Claim::Taken) {
+            turn.slot = number;
+            return true;
+        }
+        if (found != Claim::Busy) {
+            crowded = false;
+            continue;
+        }
+        if (busy < 0)
             busy = number;
-        if (i == count - 1 && (busy < 0 || claim(key, busy, true, serves, row) != Claim::Taken))
-            return false;
+        for (int32 j = 0; crowded && TransactionIdIsValid(holder) && j < i; j++)
+            crowded = holders[j] != holder;
+        holders[i] = holder;
     }
-    /* The call will write the slot, so the transaction has its id by the time it is read again. */
-    last_claim = LastClaim{InvalidTransactionId, account, row.slot.number};
+    if (busy < 0 || !turn.may_wait)
+        return false;
+    turn.waited = true;
+    turn.crowded = crowded;
+    if (claim(key, busy, true, serves, row) != Claim::Taken)
+        return false;
+    turn.slot = busy;
     return true;
-}
-
-/* After the write: remember the slot under the transaction's id. */
-void remember_claim(const SlotRow &row)
-{
-    last_claim.xid = GetTopTransactionIdIfAny();
-    last_claim.slot = row.slot.number;
 }
 
 /* Take `amount` from the slot's share, as a grant does (the slot covered it). */
@@ -152,7 +142,7 @@ bool past_expiry(const Hold &hold, TimestampTz now)
  * holds also writes the slot.
  */
 template <typename Judge>
-bool claim_for_hold(const Hold &seen, Hold &hold, SlotRow &row, const Judge &judge)
+bool claim_for_hold(const Hold &seen, bool may_wait, Hold &hold, SlotRow &row, const Judge &judge)
 {
     for (int attempt = 0; attempt < kAttempts; attempt++) {
         interruptible();
@@ -160,8 +150,14 @@ bool claim_for_hold(const Hold &seen, Hold &hold, SlotRow &row, const Judge &jud
             return false;
         if (!storage::read_hold(seen.id, hold) || !hold.has_slot || hold.slot != seen.slot || !judge(row.slot, hold))
             return false;
-        if (storage::lock_seen_slot(row, true) == SlotLock::Taken)
+        switch (storage::lock_seen_slot(row, may_wait)) {
+        case SlotLock::Taken:
             return true;
+        case SlotLock::Busy:
+            return false; /* its holder may be waiting for this transaction: the ledger decides */
+        case SlotLock::Changed:
+            break;
+        }
     }
     return false;
 }
@@ -193,23 +189,22 @@ int64 expire_due(AccountKey key, Slot &slot, TimestampTz now)
     return expired.count;
 }
 
-bool charge(AccountKey key, const Account &seen, int64 amount, TimestampTz now, Grant &grant)
+bool charge(AccountKey key, const Account &seen, int64 amount, TimestampTz now, Turn &turn, Grant &grant)
 {
     SlotRow row;
-    if (!storage::slots_direct() || !claim_covering(key, seen.slots, amount, now, row))
+    if (!storage::slots_direct() || !claim_covering(key, seen.slots, amount, now, turn, row))
         return false;
     Slot &slot = row.slot;
     expire_due(key, slot, now);
     slot.used = checked_add(slot.used, amount);
     take_share(slot, amount);
     storage::write_slot(row);
-    remember_claim(row);
     grant = reply(key, seen, true, now);
     return true;
 }
 
 bool reserve(AccountKey key, const Account &seen, int64 amount, const TimestampTz *expires_at,
-             const Datum *idempotency_key, TimestampTz now, Grant &grant)
+             const Datum *idempotency_key, TimestampTz now, Turn &turn, Grant &grant)
 {
     if (!storage::slots_direct())
         return false;
@@ -236,11 +231,15 @@ bool reserve(AccountKey key, const Account &seen, int64 amount, const TimestampT
             }
             if (!slot_current(row.slot, now) || !slot_covers(row.slot, amount))
                 return false;
-            taken = storage::lock_seen_slot(row, true) == SlotLock::Taken;
+            SlotLock const lock = storage::lock_seen_slot(row, turn.may_wait);
+            if (lock == SlotLock::Busy)
+                return false; /* its holder may be waiting for this transaction: the ledger decides */
+            taken = lock == SlotLock::Taken;
         }
         if (!taken)
             return false;
-    } else if (!claim_covering(key, seen.slots, amount, now, row)) {
+        turn.slot = number;
+    } else if (!claim_covering(key, seen.slots, amount, now, turn, row)) {
         return false;
     }
     Slot &slot = row.slot;
@@ -253,15 +252,13 @@ bool reserve(AccountKey key, const Account &seen, int64 amount, const TimestampT
     }
     int64 const id = storage::insert_hold(key, amount, now, expires_at, idempotency_key, &slot.number);
     storage::write_slot(row);
-    if (idempotency_key == nullptr)
-        remember_claim(row);
     grant = reply(key, seen, true, now);
     grant.has_reservation = true;
     grant.reservation = id;
     return true;
 }
 
-bool commit(const Hold &seen, const int64 *amount, TimestampTz now, Grant &grant)
+bool commit(const Hold &seen, const int64 *amount, TimestampTz now, Turn &turn, Grant &grant)
 {
     Account account;
     if (!seen.has_slot || !slotted_account(seen.key, account))
@@ -270,7 +267,7 @@ bool commit(const Hold &seen, const int64 *amount, TimestampTz now, Grant &grant
     int64 const settled = amount != nullptr ? *amount : seen.amount;
     Hold hold;
     SlotRow row;
-    bool const claimed = claim_for_hold(seen, hold, row, [settled, now](const Slot &slot, const Hold &h) {
+    bool const claimed = claim_for_hold(seen, turn.may_wait, hold, row, [settled, now](const Slot &slot, const Hold &h) {
         if (!slot_current(slot, now) || slot_frozen(slot))
             return false; /* a frozen slot's freed credits are the ledger's to settle */
         switch (h.state) {
@@ -290,6 +287,7 @@ bool commit(const Hold &seen, const int64 *amount, TimestampTz now, Grant &grant
     });
     if (!claimed)
         return false;
+    turn.slot = seen.slot;
     if (hold.state != HoldState::Committed) {
         Slot &slot = row.slot;
         if (hold.state == HoldState::Open) {
@@ -307,19 +305,20 @@ bool commit(const Hold &seen, const int64 *amount, TimestampTz now, Grant &grant
     return true;
 }
 
-bool release(const Hold &seen, TimestampTz now, bool &released)
+bool release(const Hold &seen, TimestampTz now, Turn &turn, bool &released)
 {
     Account account;
     if (!seen.has_slot || !slotted_account(seen.key, account))
         return false;
     Hold hold;
     SlotRow row;
-    bool const claimed = claim_for_hold(seen, hold, row, [now](const Slot &slot, const Hold &h) {
+    bool const claimed = claim_for_hold(seen, turn.may_wait, hold, row, [now](const Slot &slot, const Hold &h) {
         /* committed: the ledger reports it; frozen: the ledger settles the freed credits */
         return slot_current(slot, now) && !slot_frozen(slot) && h.state != HoldState::Committed;
     });
     if (!claimed)
         return false;
+    turn.slot = seen.slot;
     released = false;
     if (hold.state == HoldState::Open) {
         Slot &slot = row.slot;
@@ -333,6 +332,31 @@ bool release(const Hold &seen, TimestampTz now, bool &released)
         released = !expired;
     }
     return true;
+}
+
+bool own_slot(AccountKey key, const Account &seen, const Turn &turn, TimestampTz now, SlotRow &row)
+{
+    if (turn.mine < 0 || !storage::slots_direct() || !storage::peek_slot(key, turn.mine, row) ||
+        storage::lock_seen_slot(row, false) != SlotLock::Taken)
+        return false;
+    Account current = seen;
+    roll_over(current, now);
+    align_slot(row.slot, current, false);
+    expire_due(key, row.slot, now);
+    return true;
+}
+
+void pay_from_share(Slot &slot, int64 amount)
+{
+    if (slot.unlimited || slot_frozen(slot))
+        return;
+    slot.share = slot.share >= amount ? slot.share - amount : kFrozenShare;
+}
+
+void give_back(Slot &slot, int64 amount)
+{
+    if (!slot.unlimited && !slot_frozen(slot))
+        slot.share = checked_add(slot.share, amount);
 }
 
 Grant reply(AccountKey key, Account seen, bool granted, TimestampTz now, storage::Intent intent)

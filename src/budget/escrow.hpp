@@ -18,6 +18,23 @@ namespace quota::escrow {
 
 using storage::AccountKey;
 using storage::Hold;
+using storage::HoldState;
+using storage::SlotRow;
+
+/*
+ * How a call may take its slot (locks.hpp): `may_wait` is false when the
+ * transaction already holds a slot of the account, and then no call waits
+ * for a slot; `mine` is that slot, tried first.  Out: `waited`, every slot
+ * that could serve was busy and the call waited (the account is contended:
+ * the ledger may give it more slots); `slot`, the slot it took.
+ */
+struct Turn {
+    bool may_wait = true;
+    int32 mine = -1;
+    bool waited = false;
+    bool crowded = false; /* out: and every slot could serve it (more slots would help, not just a new deal) */
+    int32 slot = -1;
+};
 
 /* The slot a call starts looking from: the backend's own, so concurrent backends spread over the slots. */
 int32 home_slot(int32 count);
@@ -32,13 +49,37 @@ int32 key_slot(Datum idempotency_key, int32 count);
 int64 expire_due(AccountKey key, Slot &slot, TimestampTz now);
 
 /* `seen` is the account as the call's snapshot shows it, with seen.slots > 0. */
-bool charge(AccountKey key, const Account &seen, int64 amount, TimestampTz now, Grant &grant);
+bool charge(AccountKey key, const Account &seen, int64 amount, TimestampTz now, Turn &turn, Grant &grant);
 bool reserve(AccountKey key, const Account &seen, int64 amount, const TimestampTz *expires_at,
-             const Datum *idempotency_key, TimestampTz now, Grant &grant);
+             const Datum *idempotency_key, TimestampTz now, Turn &turn, Grant &grant);
 
 /* `seen` is the hold as the call's snapshot shows it, held by a slot. */
-bool commit(const Hold &seen, const int64 *amount, TimestampTz now, Grant &grant);
-bool release(const Hold &seen, TimestampTz now, bool &released);
+bool commit(const Hold &seen, const int64 *amount, TimestampTz now, Turn &turn, Grant &grant);
+bool release(const Hold &seen, TimestampTz now, Turn &turn, bool &released);
+
+/*
+ * For a transaction that holds slot `turn.mine` of the account and cannot
+ * have the rest of it now (another transaction is taking the whole account
+ * and waits for this one; locks.hpp): lock that slot again (it is this
+ * transaction's already, so this never waits), in the account's current
+ * window with its expired holds released, so a commit, release or
+ * overdraft that must not be refused can be recorded there.  False,
+ * nothing locked, when the slot is not this transaction's after all (a
+ * rolled-back savepoint gave it back).
+ */
+bool own_slot(AccountKey key, const Account &seen, const Turn &turn, TimestampTz now, SlotRow &row);
+
+/*
+ * Credits consumed past what a slot was dealt for it (a commit larger than
+ * its hold, an overdraft) come out of its share as far as it goes; what the
+ * share cannot pay freezes it (it grants nothing until the ledger deals
+ * again), so the account exceeds its limit by at most that consumption, as
+ * the contract allows for it.
+ */
+void pay_from_share(Slot &slot, int64 amount);
+
+/* Credits a settled hold gives back return to the slot's share (not to a frozen one). */
+void give_back(Slot &slot, int64 amount);
 
 /*
  * A slotted account as a reply reports it: the account row's own used and

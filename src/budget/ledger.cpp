@@ -2,6 +2,7 @@
 
 #include "bridge/error.hpp"
 #include "budget/escrow.hpp"
+#include "budget/locks.hpp"
 #include "budget/settings.hpp"
 
 #include <vector>
@@ -10,6 +11,8 @@ namespace quota::ledger {
 
 namespace {
 
+using escrow::Turn;
+using locks::Held;
 using storage::Hold;
 using storage::HoldState;
 using storage::SlotRow;
@@ -19,13 +22,16 @@ using storage::SlotRow;
  * slotted account, every one of its slots too, locked in slot order.
  */
 struct Locked {
+    AccountKey key{};
     Account account;
     ItemPointerData row{};
     bool dirty = false;   /* differs from the stored row */
     int64 expired = 0;    /* holds this call released as expired */
     std::vector<SlotRow> slots;
     std::vector<char> slot_dirty;
-    std::vector<char> slot_new; /* not stored yet (set_slots) */
+    std::vector<char> slot_new; /* not stored yet (set_slots, automatic slotting) */
+    bool contended = false;     /* the account row was held by another transaction when this call came */
+    bool crowded = false;       /* a call found every slot that could serve it busy (grow()) */
 
     bool slotted() const { return !slots.empty(); }
 };
@@ -71,17 +77,32 @@ void apply_expired(Owner &owner, const storage::ExpiredHolds &expired)
     owner.next_expiry = expired.next_expiry;
 }
 
+/* What take() got. */
+enum class Got { Locked, Missing, Busy };
+
 /*
  * Lock the account and apply what time has done to it: rollover, then hold
  * expiry.  A slotted account's slots are locked too (after the account row,
  * in slot order) unless `with_slots` is false (the sweeper, which must not
- * wait for them).
+ * wait for them).  With `wait` false the account row is taken only if no
+ * other transaction holds it (Busy otherwise, nothing locked): the rule of
+ * locks.hpp for a transaction that holds one of the account's slots.  Once
+ * the row is held, waiting for the slots is safe either way.
  */
-bool try_lock(AccountKey key, TimestampTz now, Locked &locked, bool with_slots = true,
-              const ItemPointerData *seen = nullptr)
+Got take(AccountKey key, TimestampTz now, Locked &locked, bool wait, bool with_slots = true,
+         const ItemPointerData *seen = nullptr)
 {
-    if (!storage::lock_account(key, locked.account, locked.row, seen))
-        return false;
+    locked.key = key;
+    storage::RowLock got = storage::lock_account(key, locked.account, locked.row, seen, false);
+    if (got == storage::RowLock::Busy) {
+        if (!wait)
+            return Got::Busy;
+        locked.contended = true; /* another transaction has it: a sign the account is hot */
+        got = storage::lock_account(key, locked.account, locked.row, seen, true);
+    }
+    if (got != storage::RowLock::Locked)
+        return Got::Missing;
+    locks::took_whole(key);
     Account &account = locked.account;
     locked.dirty = roll_over(account, now);
     if (account.has_next_expiry && account.next_expiry <= now) {
@@ -106,45 +127,40 @@ bool try_lock(AccountKey key, TimestampTz now, Locked &locked, bool with_slots =
             }
         }
     }
-    return true;
+    return Got::Locked;
 }
 
-/*
- * try_lock(), creating the account with the default settings when they
- * allow it and the call is granted on it.  A call that a fresh account
- * would deny creates nothing: then `denial` is its reply and false returns.
- * `seen`: where this call's snapshot showed the account row, if it did.
- */
-bool lock_for_spending(AccountKey key, TimestampTz now, int64 amount, bool allow_overdraft, Locked &locked,
-                       Grant &denial, const ItemPointerData *seen)
+bool try_lock(AccountKey key, TimestampTz now, Locked &locked, bool with_slots = true,
+              const ItemPointerData *seen = nullptr)
 {
-    if (try_lock(key, now, locked, true, seen))
-        return true;
+    return take(key, now, locked, true, with_slots, seen) == Got::Locked;
+}
+
+enum class Spending { Locked, Denied, Busy };
+
+/*
+ * take(), creating the account with the default settings when they allow
+ * it and the call is granted on it.  A call that a fresh account would deny
+ * creates nothing: then `denial` is its reply (Denied).  `seen`: where this
+ * call's snapshot showed the account row, if it did.  Busy: as take().
+ */
+Spending lock_for_spending(AccountKey key, TimestampTz now, int64 amount, bool allow_overdraft, Locked &locked,
+                           Grant &denial, const ItemPointerData *seen, bool wait)
+{
+    Got const got = take(key, now, locked, wait, true, seen);
+    if (got != Got::Missing)
+        return got == Got::Locked ? Spending::Locked : Spending::Busy;
     Account fresh;
     if (!default_account(now, fresh))
         unknown_account(key);
     if (!allow_overdraft && !fits(fresh, amount)) {
         denial = grant_of(fresh, false, now);
-        return false;
+        return Spending::Denied;
     }
     storage::insert_account(key, fresh); /* a concurrent creator may win: then lock theirs */
     if (!try_lock(key, now, locked))
         unknown_account(key);
-    return true;
-}
-
-/*
- * The hold's account (and slots), locked in the extension's lock order:
- * account first.  The hold was read before, without a lock; every settler
- * holds the account or the hold's slot, so from now on the hold cannot
- * change, but it may have changed before (see settle_locked).
- */
-Locked lock_hold_account(const Hold &hold, TimestampTz now)
-{
-    Locked locked;
-    if (!try_lock(hold.key, now, locked))
-        unknown_account(hold.key);
-    return locked;
+    return Spending::Locked;
 }
 
 /*
@@ -200,14 +216,100 @@ Account write_back(Locked &locked)
     for (int32 i = 0; i < count; i++) {
         if (deal_share(locked.slots[i].slot, sum, i, count))
             locked.slot_dirty[i] = 1;
-        if (locked.slot_dirty[i] && !locked.slot_new[i]) /* new slots are inserted by set_slots() */
+        if (locked.slot_new[i])
+            storage::insert_slot(locked.key, locked.slots[i].slot);
+        else if (locked.slot_dirty[i])
             storage::update_slot(locked.slots[i]);
     }
+    locked.slot_new.assign(locked.slots.size(), 0);
     return sum;
+}
+
+/*
+ * Give the locked account `count` slots (0: none), leaving what it has
+ * left to be dealt among them by write_back().  Dropped slots hand their
+ * used, held and open holds to the account row.
+ */
+void reslot(Locked &locked, int32 count)
+{
+    Account &account = locked.account;
+    auto const old = static_cast<int32>(locked.slots.size());
+    if (count < old) {
+        for (int32 i = count; i < old; i++) {
+            Slot const &slot = locked.slots[i].slot;
+            account.used = checked_add(account.used, slot.used);
+            account.held = checked_add(account.held, slot.held);
+            if (slot.has_next_expiry && (!account.has_next_expiry || slot.next_expiry < account.next_expiry)) {
+                account.has_next_expiry = true;
+                account.next_expiry = slot.next_expiry;
+            }
+        }
+        storage::drop_slots_from(locked.key, count);
+        locked.slots.resize(count);
+        locked.slot_dirty.resize(count);
+        locked.slot_new.resize(count);
+    }
+    for (int32 i = old; i < count; i++) {
+        SlotRow row;
+        row.slot.number = i;
+        align_slot(row.slot, account, true);
+        locked.slots.push_back(row);
+        locked.slot_dirty.push_back(1);
+        locked.slot_new.push_back(1);
+    }
+    account.slots = count;
+    locked.dirty = true;
+}
+
+/* Credits the account has left: its limit less every used and held credit (0 when over; unlimited: a lot). */
+int64 left_of(const Account &sum)
+{
+    if (sum.unlimited)
+        return PG_INT64_MAX;
+    int64 taken = 0;
+    if (__builtin_add_overflow(sum.used, sum.held, &taken) || taken >= sum.credit_limit)
+        return 0;
+    return sum.credit_limit - taken;
+}
+
+/*
+ * Automatic slotting (README, "hot accounts").  An account gets slots when
+ * a call found its row held by another transaction, and twice as many
+ * (up to quota.auto_slots) when a call found every slot busy; it gives them
+ * back when fewer credits are left than it has slots, where they could not
+ * each grant one.  Slots are only made with at least two credits per slot
+ * left.  set_slots() pins an account's count, which this never changes.
+ */
+constexpr int32 kFirstSlots = 4;
+
+int32 wanted_slots(const Locked &locked, const Account &sum)
+{
+    auto const count = static_cast<int32>(locked.slots.size());
+    int32 const most = settings::auto_slots();
+    int64 const left = left_of(sum);
+    if (count > 0 && left < count)
+        return 0;
+    /* No slots yet: a call waited for the row.  Slots: a call waited for a slot (a busy row says nothing then). */
+    if (!(count == 0 ? locked.contended : locked.crowded) || most == 0)
+        return count;
+    int32 const more = std::min(most, count == 0 ? kFirstSlots : count * 2);
+    return more > count && left >= static_cast<int64>(more) * 2 ? more : count;
+}
+
+/* Apply automatic slotting to the locked account, if it is not pinned. */
+void adjust_slots(Locked &locked)
+{
+    if (!storage::slots_direct())
+        return; /* quota.slots changed by hand: slotted accounts take SQL for every call, no new ones */
+    int32 const wanted = wanted_slots(locked, totals(locked));
+    if (wanted == static_cast<int32>(locked.slots.size()) || !storage::slots_automatic(locked.key))
+        return;
+    reslot(locked, wanted);
 }
 
 Grant reply(Locked &locked, bool granted, TimestampTz now)
 {
+    adjust_slots(locked);
     Grant grant = grant_of(write_back(locked), granted, now);
     if (locked.dirty)
         storage::update_account(locked.row, locked.account);
@@ -275,6 +377,105 @@ Look look_up(AccountKey key)
     return look;
 }
 
+/* How this call may take a slot of the account, given what the transaction holds of it (locks.hpp). */
+Turn turn_for(AccountKey key)
+{
+    Turn turn;
+    Held const held = locks::held(key);
+    turn.may_wait = held != Held::Slot;
+    turn.mine = held == Held::Slot ? locks::held_slot(key) : -1;
+    return turn;
+}
+
+/*
+ * Whether the call may wait for the account row: unless the transaction
+ * holds one of its slots.  An account its snapshot shows without slots has
+ * none this transaction could hold (dropping slots takes every one of them).
+ */
+bool may_wait(const Turn &turn, const Look &look)
+{
+    return turn.may_wait || !look.exists || look.account.slots == 0;
+}
+
+/*
+ * A call found every slot that could serve it busy and waited: if its row
+ * is free (this transaction now holds a slot, so it takes nothing it would
+ * have to wait for; then waiting for the slots is safe), deal the shares
+ * again, and when every slot could serve and was busy (`crowded`), give the
+ * account more slots.
+ */
+void grow(AccountKey key, bool crowded, TimestampTz now)
+{
+    if (settings::auto_slots() == 0)
+        return;
+    Locked locked;
+    if (take(key, now, locked, false) != Got::Locked)
+        return;
+    locked.crowded = crowded;
+    adjust_slots(locked);
+    write_back(locked);
+    if (locked.dirty)
+        storage::update_account(locked.row, locked.account);
+}
+
+/* After the fast path served a call: remember its slot, and grow the slots if it had to wait for one. */
+void after_fast_path(AccountKey key, const Turn &turn, TimestampTz now)
+{
+    if (turn.slot < 0)
+        return; /* denied from the snapshot: nothing taken */
+    locks::took_slot(key, turn.slot);
+    if (turn.waited)
+        grow(key, turn.crowded, now);
+}
+
+/*
+ * set_account(), set_slots(): the whole account, waiting for it unless the
+ * transaction holds one of its slots; then, if another transaction is
+ * taking the account (and so waits for this one), 55P03 instead of a
+ * deadlock.  False when the account does not exist.
+ */
+bool lock_for_admin(AccountKey key, TimestampTz now, Locked &locked)
+{
+    Got got = take(key, now, locked, locks::held(key) != Held::Slot);
+    if (got == Got::Busy) {
+        Account seen;
+        if (storage::fetch_account(key, seen) && seen.slots > 0)
+            throw Error(ERRCODE_LOCK_NOT_AVAILABLE,
+                        format("quota account \"%s\" for resource \"%s\" is being changed by another transaction",
+                               storage::team_name(key), storage::resource_name(key)),
+                        "This transaction holds one of the account's slots, and the other transaction waits for it.",
+                        "Change the account in a transaction that has not spent from it.");
+        got = take(key, now, locked, true); /* no slots: none of them is this transaction's */
+    }
+    return got == Got::Locked;
+}
+
+/* Where commit and release settle a hold whose slot's fast path could not. */
+enum class Settling { Whole, OwnSlot };
+
+/*
+ * The hold's account (and slots), locked in the extension's lock order:
+ * account first.  The hold was read before, without a lock; every settler
+ * holds the account or the hold's slot, so from now on the hold cannot
+ * change, but it may have changed before (see settle_locked).  A
+ * transaction that holds a slot of the account and finds its row taken by
+ * another (which waits for it) settles in that slot instead (OwnSlot:
+ * `own` locked, `seen` the account as read).
+ */
+Settling lock_hold_account(const Hold &hold, TimestampTz now, const Turn &turn, Locked &locked, SlotRow &own,
+                           Account &seen)
+{
+    Got got = take(hold.key, now, locked, turn.may_wait);
+    if (got == Got::Busy) {
+        if (storage::fetch_account(hold.key, seen) && escrow::own_slot(hold.key, seen, turn, now, own))
+            return Settling::OwnSlot;
+        got = take(hold.key, now, locked, true); /* the slot is not this transaction's after all: it may wait */
+    }
+    if (got != Got::Locked)
+        unknown_account(hold.key);
+    return Settling::Whole;
+}
+
 /*
  * Denials at the price of a read: when the committed state a fresh
  * snapshot shows (rolled over, expired holds released, a slotted account's
@@ -326,7 +527,7 @@ void set_account(AccountKey key, int64 credit_limit, const Period *period, const
     storage::connect();
     for (;;) {
         Locked locked;
-        if (try_lock(key, now, locked)) {
+        if (lock_for_admin(key, now, locked)) {
             /* The old terms have had their say (rollover, expiry); now the new ones apply, on the same grid by default. */
             TimestampTz const grid = anchor != nullptr ? *anchor : locked.account.anchor;
             change_terms(locked.account, credit_limit, unlimited, period != nullptr, terms, grid, now);
@@ -347,46 +548,20 @@ void set_account(AccountKey key, int64 credit_limit, const Period *period, const
     storage::finish();
 }
 
-void set_slots(AccountKey key, int32 count)
+void set_slots(AccountKey key, const int32 *count)
 {
     TimestampTz const now = transaction_now();
     storage::begin_call(storage::Intent::Write);
     storage::connect();
     Locked locked;
-    if (!try_lock(key, now, locked))
+    if (!lock_for_admin(key, now, locked))
         unknown_account(key);
-    Account &account = locked.account;
-    auto const old = static_cast<int32>(locked.slots.size());
-    if (count < old) {
-        /* The dropped slots' used and held move to the account row, and so do their holds. */
-        for (int32 i = count; i < old; i++) {
-            Slot const &slot = locked.slots[i].slot;
-            account.used = checked_add(account.used, slot.used);
-            account.held = checked_add(account.held, slot.held);
-            if (slot.has_next_expiry && (!account.has_next_expiry || slot.next_expiry < account.next_expiry)) {
-                account.has_next_expiry = true;
-                account.next_expiry = slot.next_expiry;
-            }
-        }
-        storage::drop_slots_from(key, count);
-        locked.slots.resize(count);
-        locked.slot_dirty.resize(count);
-        locked.slot_new.resize(count);
-    }
-    for (int32 i = old; i < count; i++) {
-        SlotRow row;
-        row.slot.number = i;
-        align_slot(row.slot, account, true);
-        locked.slots.push_back(row);
-        locked.slot_dirty.push_back(1);
-        locked.slot_new.push_back(1);
-    }
-    account.slots = count;
-    locked.dirty = true;
-    write_back(locked); /* deals the shares, updates the slots that were there */
-    for (int32 i = old; i < count; i++)
-        storage::insert_slot(key, locked.slots[i].slot);
-    storage::update_account(locked.row, account);
+    if (count != nullptr)
+        reslot(locked, *count);
+    write_back(locked); /* deals the shares, writes the slots */
+    storage::update_account(locked.row, locked.account);
+    /* After the row's update: a count given pins it, NULL gives it back to automatic slotting. */
+    storage::pin_slots(key, count != nullptr);
     storage::finish();
 }
 
@@ -397,18 +572,33 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
     storage::connect();
     Look const look = look_up(key);
     Account const &seen = look.account;
+    Turn turn = turn_for(key);
     Grant fast;
     if (look.exists && (denied_by_snapshot(key, look, amount, idempotency_key, now, fast) ||
-                        (seen.slots > 0 && escrow::reserve(key, seen, amount, expires_at, idempotency_key, now, fast)))) {
+                        (seen.slots > 0 &&
+                         escrow::reserve(key, seen, amount, expires_at, idempotency_key, now, turn, fast)))) {
         storage::drop_snapshot(look.snapshot);
+        after_fast_path(key, turn, now);
         storage::finish();
         return fast;
     }
     Locked locked;
     Grant denial;
-    bool const locked_one = lock_for_spending(key, now, amount, false, locked, denial, look.row());
+    Spending const got =
+        lock_for_spending(key, now, amount, false, locked, denial, look.row(), may_wait(turn, look));
     storage::drop_snapshot(look.snapshot);
-    if (!locked_one) {
+    if (got != Spending::Locked) {
+        Hold earlier;
+        /* Busy: this transaction holds a slot, and another is taking the whole account, waiting for it (locks.hpp). */
+        if (got == Spending::Busy) {
+            if (idempotency_key != nullptr && storage::find_hold(key, *idempotency_key, earlier)) {
+                denial = escrow::reply(key, seen, true, now);
+                denial.has_reservation = true;
+                denial.reservation = earlier.id;
+            } else {
+                denial = escrow::reply(key, seen, false, now);
+            }
+        }
         storage::finish();
         return denial;
     }
@@ -445,28 +635,58 @@ Grant commit(int64 reservation, const int64 *amount)
     Hold hold;
     if (!storage::read_hold(reservation, hold))
         unknown_reservation(reservation);
+    Turn turn = turn_for(hold.key);
     Grant fast;
-    if (escrow::commit(hold, amount, now, fast)) {
+    if (escrow::commit(hold, amount, now, turn, fast)) {
+        after_fast_path(hold.key, turn, now);
         storage::finish();
         return fast;
     }
-    Locked locked = lock_hold_account(hold, now);
 
     /* Actual consumption is recorded even past the limit, and even after the hold expired. */
     int64 const settled = amount != nullptr ? *amount : hold.amount;
     auto const open_or_expired = [](HoldState state) { return state == HoldState::Open || state == HoldState::Expired; };
-    if (settle_locked(reservation, hold, open_or_expired, HoldState::Committed, now, &settled)) {
-        Target const target = hold_target(locked, hold);
-        if (hold.state == HoldState::Open)
-            *target.held -= hold.amount;
-        *target.used = checked_add(*target.used, settled);
-    } else if (hold.state == HoldState::Released) {
-        throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    format("quota reservation %lld has already been released", static_cast<long long>(reservation)),
-                    "A released reservation cannot be committed.",
-                    "Reserve the credits again, or record the usage with quota.charge_credit().");
-    } /* else committed once already: report, change nothing */
-    return reply(locked, true, now);
+    auto const refuse_released = [reservation](const Hold &h) {
+        if (h.state == HoldState::Released)
+            throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        format("quota reservation %lld has already been released", static_cast<long long>(reservation)),
+                        "A released reservation cannot be committed.",
+                        "Reserve the credits again, or record the usage with quota.charge_credit().");
+    };
+
+    Locked locked;
+    SlotRow own;
+    Account seen;
+    switch (lock_hold_account(hold, now, turn, locked, own, seen)) {
+    case Settling::Whole:
+        if (settle_locked(reservation, hold, open_or_expired, HoldState::Committed, now, &settled)) {
+            Target const target = hold_target(locked, hold);
+            if (hold.state == HoldState::Open)
+                *target.held -= hold.amount;
+            *target.used = checked_add(*target.used, settled);
+        } else {
+            refuse_released(hold);
+        } /* else committed once already: report, change nothing */
+        return reply(locked, true, now);
+    case Settling::OwnSlot:
+        /* Settled in this transaction's own slot, whichever slot the hold counts in: the totals are what count. */
+        if (settle_locked(reservation, hold, open_or_expired, HoldState::Committed, now, &settled)) {
+            Slot &slot = own.slot;
+            if (hold.state == HoldState::Open) {
+                slot.held -= hold.amount;
+                escrow::give_back(slot, hold.amount);
+            }
+            slot.used = checked_add(slot.used, settled);
+            escrow::pay_from_share(slot, settled);
+        } else {
+            refuse_released(hold);
+        }
+        storage::write_slot(own);
+        break;
+    }
+    Grant grant = escrow::reply(hold.key, seen, true, now);
+    storage::finish();
+    return grant;
 }
 
 bool release(int64 reservation)
@@ -477,24 +697,51 @@ bool release(int64 reservation)
     Hold hold;
     if (!storage::read_hold(reservation, hold))
         unknown_reservation(reservation);
+    Turn turn = turn_for(hold.key);
     bool released = false;
-    if (escrow::release(hold, now, released)) {
+    if (escrow::release(hold, now, turn, released)) {
+        after_fast_path(hold.key, turn, now);
         storage::finish();
         return released;
     }
-    Locked locked = lock_hold_account(hold, now);
 
     auto const open = [](HoldState state) { return state == HoldState::Open; };
-    if (settle_locked(reservation, hold, open, HoldState::Released, now, nullptr)) {
-        Target const target = hold_target(locked, hold);
-        *target.held -= hold.amount;
-        released = true;
-    } else if (hold.state == HoldState::Committed) {
-        throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    format("quota reservation %lld has already been committed", static_cast<long long>(reservation)),
-                    "A committed reservation cannot be released.");
-    } /* else released or expired already: its credits are back */
-    reply(locked, true, now);
+    auto const refuse_committed = [reservation](const Hold &h) {
+        if (h.state == HoldState::Committed)
+            throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        format("quota reservation %lld has already been committed", static_cast<long long>(reservation)),
+                        "A committed reservation cannot be released.");
+    };
+    Locked locked;
+    SlotRow own;
+    Account seen;
+    switch (lock_hold_account(hold, now, turn, locked, own, seen)) {
+    case Settling::Whole:
+        if (settle_locked(reservation, hold, open, HoldState::Released, now, nullptr)) {
+            Target const target = hold_target(locked, hold);
+            *target.held -= hold.amount;
+            released = true;
+        } else {
+            refuse_committed(hold);
+        } /* else released or expired already: its credits are back */
+        reply(locked, true, now);
+        return released;
+    case Settling::OwnSlot: {
+        /* A hold past its time, not yet marked (its slot is not this transaction's), expires instead. */
+        HoldState const to =
+            hold.has_expires_at && hold.expires_at <= now ? HoldState::Expired : HoldState::Released;
+        if (settle_locked(reservation, hold, open, to, now, nullptr)) {
+            own.slot.held -= hold.amount;
+            escrow::give_back(own.slot, hold.amount);
+            released = to == HoldState::Released;
+        } else {
+            refuse_committed(hold);
+        }
+        storage::write_slot(own);
+        break;
+    }
+    }
+    storage::finish();
     return released;
 }
 
@@ -505,18 +752,41 @@ Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
     storage::connect();
     Look const look = look_up(key);
     Account const &seen = look.account;
+    Turn turn = turn_for(key);
     Grant fast;
     if (look.exists && ((!allow_overdraft && denied_by_snapshot(key, look, amount, nullptr, now, fast)) ||
-                        (seen.slots > 0 && escrow::charge(key, seen, amount, now, fast)))) {
+                        (seen.slots > 0 && escrow::charge(key, seen, amount, now, turn, fast)))) {
         storage::drop_snapshot(look.snapshot);
+        after_fast_path(key, turn, now);
         storage::finish();
         return fast;
     }
     Locked locked;
     Grant denial;
-    bool const locked_one = lock_for_spending(key, now, amount, allow_overdraft, locked, denial, look.row());
+    Spending const got =
+        lock_for_spending(key, now, amount, allow_overdraft, locked, denial, look.row(), may_wait(turn, look));
     storage::drop_snapshot(look.snapshot);
-    if (!locked_one) {
+    if (got == Spending::Busy) {
+        /* This transaction holds a slot and another is taking the whole account, waiting for it (locks.hpp). */
+        SlotRow own;
+        if (allow_overdraft && escrow::own_slot(key, seen, turn, now, own)) {
+            /* Usage that already happened is recorded, in the slot this transaction holds. */
+            own.slot.used = checked_add(own.slot.used, amount);
+            escrow::pay_from_share(own.slot, amount);
+            storage::write_slot(own);
+            denial = escrow::reply(key, seen, true, now);
+        } else if (allow_overdraft) {
+            /* Not this transaction's slot after all (a savepoint gave it back): it holds nothing here, so it may wait. */
+            if (lock_for_spending(key, now, amount, true, locked, denial, look.row(), true) == Spending::Locked) {
+                Target const target = spend_target(locked, nullptr);
+                *target.used = checked_add(*target.used, amount);
+                return reply(locked, true, now);
+            }
+        } else {
+            denial = escrow::reply(key, seen, false, now);
+        }
+    }
+    if (got != Spending::Locked) {
         storage::finish();
         return denial;
     }

@@ -23,8 +23,12 @@ using storage::AccountKey;
 /* anchor nullptr: a new account anchors at now(), an existing one keeps its anchor. */
 void set_account(AccountKey key, int64 credit_limit, const Period *period, const TimestampTz *anchor, bool unlimited);
 
-/* Split the account into `count` slots (0: none), dealing out what it has left among them. */
-void set_slots(AccountKey key, int32 count);
+/*
+ * Split the account into `*count` slots (0: none), dealing out what it has
+ * left among them, and pin that count; nullptr gives the account back to
+ * automatic slotting.
+ */
+void set_slots(AccountKey key, const int32 *count);
 
 Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const Datum *idempotency_key);
 Grant commit(int64 reservation, const int64 *amount);

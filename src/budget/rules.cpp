@@ -119,7 +119,8 @@ TimestampTz hold_expiry(TimestampTz now, const Period &hold_for)
 int64 checked_add(int64 a, int64 b)
 {
     int64 sum = 0;
-    if (__builtin_add_overflow(a, b, &sum) || sum < 0)
+    /* A part may be negative (a slot that settled holds counted elsewhere, locks.hpp); only overflow is refused. */
+    if (__builtin_add_overflow(a, b, &sum))
         throw Error(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "credit total out of range",
                     format("Adding %lld to %lld would overflow bigint.", static_cast<long long>(b),
                            static_cast<long long>(a)));

@@ -17,6 +17,7 @@ char *default_limit_text = nullptr;
 char *default_period_text = nullptr;
 
 bool limit_set = false;
+int auto_slots_value = kDefaultAutoSlots;
 int64 limit_value = 0;
 bool period_set = false;
 Period period_value;
@@ -115,7 +116,16 @@ void define()
     DefineCustomStringVariable("quota.default_period", "Period of accounts created on first use.",
                                "Unset (empty): such accounts never reset.", &default_period_text, "", PGC_SUSET, 0,
                                check_period, assign_period, nullptr);
+    DefineCustomIntVariable("quota.auto_slots", "The most slots automatic slotting gives a contended account.",
+                            "0 turns automatic slotting off; quota.set_slots() pins an account's count either way.",
+                            &auto_slots_value, kDefaultAutoSlots, 0, kMaxSlots, PGC_SUSET, 0, nullptr, nullptr,
+                            nullptr);
     MarkGUCPrefixReserved("quota");
+}
+
+int32 auto_slots()
+{
+    return auto_slots_value;
 }
 
 bool default_limit(int64 &limit)

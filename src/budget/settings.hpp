@@ -5,6 +5,9 @@
  *   quota.default_limit   non-negative bigint, unset by default: spending
  *                         calls create unknown accounts with this limit
  *   quota.default_period  interval, unset by default (never resets)
+ *   quota.auto_slots      integer 0..256, default 64: the most slots
+ *                         automatic slotting gives a contended account
+ *                         (0: off; set_slots() pins an account's count)
  *
  * Both are superuser-set (PGC_SUSET; grantable with GRANT SET ON
  * PARAMETER), so a role that may spend credits cannot give itself a
@@ -17,6 +20,11 @@
 namespace quota::settings {
 
 void define();
+
+inline constexpr int kDefaultAutoSlots = 64;
+
+/* The most slots automatic slotting may give an account (0: none). */
+int32 auto_slots();
 
 /* The default limit, when set. */
 bool default_limit(int64 &limit);

@@ -122,10 +122,12 @@ Datum set_account(FunctionCallInfo fcinfo)
 Datum set_slots(FunctionCallInfo fcinfo)
 {
     AccountKey const key = key_args(fcinfo, 0, 2);
-    require(fcinfo, 1, "slots");
-    int32 const slots = PG_GETARG_INT32(1);
-    check_slots(slots);
-    ledger::set_slots(key, slots);
+    /* NULL: automatic slotting decides (README, "hot accounts"). */
+    bool const pinned = !PG_ARGISNULL(1);
+    int32 const slots = pinned ? PG_GETARG_INT32(1) : 0;
+    if (pinned)
+        check_slots(slots);
+    ledger::set_slots(key, pinned ? &slots : nullptr);
     PG_RETURN_VOID();
 }
 

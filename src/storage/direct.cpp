@@ -32,7 +32,7 @@ Account account_in(const TableLayout &layout, TupleTableSlot *slot)
     });
 }
 
-enum class Locking { Locked, Gone, Unsure };
+enum class Locking { Locked, Gone, Unsure, Busy };
 
 /*
  * Lock the row version at `tid`, or the newest version of its update chain
@@ -41,16 +41,18 @@ enum class Locking { Locked, Gone, Unsure };
  * version is not one this call may lock (it must look the row up again).
  * Call inside guarded().
  */
-Locking lock_version(Relation rel, ItemPointerData tid, Snapshot snapshot, TupleTableSlot *slot)
+Locking lock_version(Relation rel, ItemPointerData tid, Snapshot snapshot, TupleTableSlot *slot, bool wait)
 {
     bool const transaction_snapshot = IsolationUsesXactSnapshot();
     TM_FailureData failure;
     TM_Result const result =
-        table_tuple_lock(rel, &tid, snapshot, slot, GetCurrentCommandId(false), LockTupleExclusive, LockWaitBlock,
+        table_tuple_lock(rel, &tid, snapshot, slot, GetCurrentCommandId(false), LockTupleExclusive, wait ? LockWaitBlock : LockWaitSkip,
                          transaction_snapshot ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &failure);
     switch (result) {
     case TM_Ok:
         return Locking::Locked;
+    case TM_WouldBlock:
+        return Locking::Busy;
     case TM_Updated:
     case TM_Deleted:
         if (transaction_snapshot)
@@ -76,31 +78,30 @@ Locking lock_version(Relation rel, ItemPointerData tid, Snapshot snapshot, Tuple
  * is gone, or there is no `seen`, the row is looked up under a new fresh
  * snapshot, as SELECT ... FOR UPDATE does.  Call inside guarded().
  */
-bool lock_row(Relation rel, const TableLayout &layout, AccountKey key, const ItemPointerData *seen, Account &account,
-              ItemPointerData &row)
+RowLock lock_row(Relation rel, const TableLayout &layout, AccountKey key, const ItemPointerData *seen, bool wait,
+                 Account &account, ItemPointerData &row)
 {
     TupleTableSlot *slot = table_slot_create(rel, nullptr);
     Locking locking = Locking::Unsure;
     if (seen != nullptr && ItemPointerIsValid(seen))
-        locking = lock_version(rel, *seen, GetActiveSnapshot(), slot);
-    if (locking != Locking::Locked) { /* not there any more: a new row may be (deleted and created again) */
+        locking = lock_version(rel, *seen, GetActiveSnapshot(), slot, wait);
+    if (locking != Locking::Locked && locking != Locking::Busy) { /* not there any more: a new row may be (deleted and created again) */
         CommandCounterIncrement(); /* see this transaction's own earlier changes */
         Snapshot snapshot = RegisterSnapshot(GetTransactionSnapshot());
         Datum const keys[2] = {key.team, key.resource};
         locking = find_row(rel, kAccounts, layout, keys, snapshot, slot)
-                      ? lock_version(rel, slot->tts_tid, snapshot, slot)
+                      ? lock_version(rel, slot->tts_tid, snapshot, slot, wait)
                       : Locking::Gone;
         UnregisterSnapshot(snapshot);
         if (locking == Locking::Unsure)
             elog(ERROR, "quota account row invisible to the snapshot that found it");
     }
-    bool const found = locking == Locking::Locked;
-    if (found) {
+    if (locking == Locking::Locked) {
         account = account_in(layout, slot);
         row = slot->tts_tid;
     }
     ExecDropSingleTupleTableSlot(slot);
-    return found;
+    return locking == Locking::Locked ? RowLock::Locked : locking == Locking::Busy ? RowLock::Busy : RowLock::Missing;
 }
 
 } // namespace
@@ -127,14 +128,14 @@ bool fetch_account_direct(AccountKey key, Snapshot snapshot, LOCKMODE mode, Acco
     });
 }
 
-bool lock_account_direct(AccountKey key, const ItemPointerData *seen, Account &account, ItemPointerData &row,
-                         bool &found)
+bool lock_account_direct(AccountKey key, const ItemPointerData *seen, bool wait, Account &account, ItemPointerData &row,
+                         RowLock &found)
 {
     return bridge::guarded_value([&] {
         TableLayout layout;
         Relation rel = open_table(kAccounts, RowExclusiveLock, layout);
         if (layout.direct)
-            found = lock_row(rel, layout, key, seen, account, row);
+            found = lock_row(rel, layout, key, seen, wait, account, row);
         table_close(rel, NoLock);
         return layout.direct;
     });

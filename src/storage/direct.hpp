@@ -11,12 +11,13 @@
 namespace quota::storage {
 
 /*
- * SELECT ... FOR UPDATE of one account, done directly; `found` is false
- * when it does not exist.  `seen`: where the call's snapshot showed the row
+ * SELECT ... FOR UPDATE [NOWAIT] of one account, done directly: `found` is
+ * whether it was locked, does not exist, or (only when !wait) is held by
+ * another transaction.  `seen`: where the call's snapshot showed the row
  * (fetch_account), or nullptr.
  */
-bool lock_account_direct(AccountKey key, const ItemPointerData *seen, Account &account, ItemPointerData &row,
-                         bool &found);
+bool lock_account_direct(AccountKey key, const ItemPointerData *seen, bool wait, Account &account, ItemPointerData &row,
+                         RowLock &found);
 
 /* The account under `snapshot`, by primary key, with `mode` on the table; `where` (if given) gets its row. */
 bool fetch_account_direct(AccountKey key, Snapshot snapshot, LOCKMODE mode, Account &account, bool &found,

@@ -91,7 +91,7 @@ bool peek_slot(AccountKey key, int32 number, SlotRow &out)
     });
 }
 
-SlotLock lock_seen_slot(const SlotRow &row, bool wait)
+SlotLock lock_seen_slot(const SlotRow &row, bool wait, TransactionId *holder)
 {
     return bridge::guarded_value([&] {
         TableLayout layout;
@@ -99,6 +99,7 @@ SlotLock lock_seen_slot(const SlotRow &row, bool wait)
         TupleTableSlot *tuple = table_slot_create(rel, nullptr);
         ItemPointerData tid = row.row;
         TM_FailureData failure;
+        failure.xmax = InvalidTransactionId;
         /* No TUPLE_LOCK_FLAG_FIND_LAST_VERSION: this version or nothing. */
         TM_Result const result = table_tuple_lock(rel, &tid, GetActiveSnapshot(), tuple, GetCurrentCommandId(false),
                                                   LockTupleExclusive, wait ? LockWaitBlock : LockWaitSkip, 0, &failure);
@@ -108,6 +109,8 @@ SlotLock lock_seen_slot(const SlotRow &row, bool wait)
         case TM_Ok:
             return SlotLock::Taken;
         case TM_WouldBlock:
+            if (holder != nullptr)
+                *holder = failure.xmax;
             return SlotLock::Busy;
         case TM_Updated:
         case TM_Deleted:

@@ -46,13 +46,28 @@ namespace {
 /*
  * Where a statement touches a column that came with 1.1, its second text is
  * the same statement for a database still at 1.0 (see sql.hpp).
+ *
+ * SELECT ... FOR UPDATE of one account; `how`: "" (wait) or " SKIP LOCKED" (never wait).
  */
-Statement lock_account_sql = {
-    "SELECT a.ctid, " ACCOUNT_COLUMNS " FROM ONLY quota.accounts a"
-    " WHERE a.team" EQ "$1 AND a.resource" EQ "$2 FOR UPDATE",
-    "SELECT a.ctid, " ACCOUNT_COLUMNS_1_0 " FROM ONLY quota.accounts a"
-    " WHERE a.team" EQ "$1 AND a.resource" EQ "$2 FOR UPDATE",
-    2, {TEXTOID, TEXTOID}};
+#define LOCK_ACCOUNT_SQL(columns, how)                                                                     \
+    "SELECT a.ctid, " columns " FROM ONLY quota.accounts a WHERE a.team" EQ "$1 AND a.resource" EQ "$2" \
+    " FOR UPDATE" how
+
+Statement lock_account_sql = {LOCK_ACCOUNT_SQL(ACCOUNT_COLUMNS, ""), LOCK_ACCOUNT_SQL(ACCOUNT_COLUMNS_1_0, ""), 2,
+                              {TEXTOID, TEXTOID}};
+
+Statement try_lock_account_sql = {LOCK_ACCOUNT_SQL(ACCOUNT_COLUMNS, " SKIP LOCKED"),
+                                  LOCK_ACCOUNT_SQL(ACCOUNT_COLUMNS_1_0, " SKIP LOCKED"), 2, {TEXTOID, TEXTOID}};
+
+/* 1.2: whether set_slots() pinned the account's slot count (run only where the column exists). */
+Statement slots_pinned_sql = {
+    "SELECT CAST(a.slots_pinned AS pg_catalog.bool) FROM ONLY quota.accounts a"
+    " WHERE a.team" EQ "$1 AND a.resource" EQ "$2",
+    nullptr, 2, {TEXTOID, TEXTOID}};
+
+Statement pin_slots_sql = {
+    "UPDATE ONLY quota.accounts a SET slots_pinned = $3 WHERE a.team" EQ "$1 AND a.resource" EQ "$2",
+    nullptr, 3, {TEXTOID, TEXTOID, BOOLOID}};
 
 Statement fetch_account_sql = {
     "SELECT " ACCOUNT_COLUMNS " FROM ONLY quota.accounts a WHERE a.team" EQ "$1 AND a.resource" EQ "$2",
@@ -285,18 +300,56 @@ void finish()
 
 bool lock_account(AccountKey key, Account &account, ItemPointerData &row, const ItemPointerData *seen)
 {
-    bool found = false;
-    if (lock_account_direct(key, seen, account, row, found))
+    return lock_account(key, account, row, seen, true) == RowLock::Locked;
+}
+
+RowLock lock_account(AccountKey key, Account &account, ItemPointerData &row, const ItemPointerData *seen, bool wait)
+{
+    RowLock found = RowLock::Missing;
+    if (lock_account_direct(key, seen, wait, account, row, found))
         return found;
     Datum values[2] = {key.team, key.resource};
-    execute(lock_account_sql, values, nullptr, false);
-    if (SPI_processed == 0)
-        return false;
+    execute(wait ? lock_account_sql : try_lock_account_sql, values, nullptr, false);
+    if (SPI_processed == 0) {
+        Account exists;
+        return !wait && fetch_account(key, exists) ? RowLock::Busy : RowLock::Missing;
+    }
     /* A database at 1.0 returns no slots column: SPI_getbinval then reports NULL, read as no slots. */
     account = decode_account([](int i, bool *isnull) { return column(i + 2, isnull); });
     bool isnull = false;
     row = *reinterpret_cast<ItemPointer>(DatumGetPointer(column(1, &isnull)));
-    return true;
+    return RowLock::Locked;
+}
+
+namespace {
+
+/* quota.accounts.slots_pinned came with 1.2. */
+bool has_pin_column()
+{
+    return bridge::guarded_value([] {
+        Oid const relation = table_oid(kAccounts);
+        return OidIsValid(relation) && get_attnum(relation, "slots_pinned") != InvalidAttrNumber;
+    });
+}
+
+} // namespace
+
+bool slots_automatic(AccountKey key)
+{
+    if (!has_pin_column())
+        return false;
+    Datum values[2] = {key.team, key.resource};
+    execute(slots_pinned_sql, values, nullptr, false);
+    bool isnull = false;
+    return SPI_processed == 1 && !DatumGetBool(column(1, &isnull)) && !isnull;
+}
+
+void pin_slots(AccountKey key, bool pinned)
+{
+    if (!has_pin_column())
+        return;
+    Datum values[3] = {key.team, key.resource, BoolGetDatum(pinned)};
+    execute(pin_slots_sql, values, nullptr, false);
 }
 
 bool fetch_account(AccountKey key, Account &account, Snapshot snapshot, ItemPointerData *where)

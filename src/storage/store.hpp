@@ -74,6 +74,20 @@ void finish();
  */
 bool lock_account(AccountKey key, Account &account, ItemPointerData &row, const ItemPointerData *seen = nullptr);
 
+/* The same, but with wait false it never waits: Busy when another transaction holds the row. */
+enum class RowLock { Locked, Missing, Busy };
+RowLock lock_account(AccountKey key, Account &account, ItemPointerData &row, const ItemPointerData *seen, bool wait);
+
+/*
+ * Whether automatic slotting may change the account's slots: not when
+ * set_slots() pinned them (nor in a database not yet at 1.2).  The caller
+ * holds the account row.
+ */
+bool slots_automatic(AccountKey key);
+
+/* Pin the account's slot count (set_slots), or give it back to automatic slotting. */
+void pin_slots(AccountKey key, bool pinned);
+
 /*
  * A read with no row lock, under `snapshot` (the active one when nullptr):
  * a direct primary-key lookup (no SQL, no executor) for the reads that must
@@ -153,9 +167,10 @@ enum class SlotLock { Taken, Busy, Changed };
  * Lock exactly the version `row` was read at, if it is still the newest:
  * Taken; Busy when another transaction holds it (only when !wait); Changed
  * when a newer version exists (read again).  Never locks a version the
- * caller has not seen, so a caller that gives up holds nothing.
+ * caller has not seen, so a caller that gives up holds nothing.  `holder`,
+ * when Busy: the transaction that holds it, if known (else invalid).
  */
-SlotLock lock_seen_slot(const SlotRow &row, bool wait);
+SlotLock lock_seen_slot(const SlotRow &row, bool wait, TransactionId *holder = nullptr);
 
 /* Write back a slot locked by lock_seen_slot(). */
 void write_slot(const SlotRow &row);

@@ -14,16 +14,21 @@ What is checked (any failure exits 1):
   * every grant: used + held <= credit_limit, remaining = limit - used - held
   * per account and window: the highest `used` any grant reported equals the
     sum of acknowledged commits and charges in that window (plus at most the
-    uncertain ones after a crash); the final `used` likewise.  Slotted
-    accounts report from a snapshot (concurrent calls on other slots may not
-    be in it yet): for them no grant may report more than was acknowledged,
-    and the final `used` must equal it
-  * stored held = sum of open holds, for the account row and for every slot;
+    uncertain ones after a crash); the final `used` likewise.  Any account
+    may be slotted (automatic slotting, no set_slots at the start), and a
+    slotted account reports from a snapshot (concurrent calls on other slots
+    may not be in it yet): so no grant may report more than was
+    acknowledged, and the final `used` must equal it
+  * stored held (the account row's plus its slots') = sum of open holds;
     quota.usage held = sum of unexpired ones
-  * slotted accounts (quota.set_slots): no share below zero (but -1, frozen
-    while the account is over its limit), and the account
-    row's used + held plus every slot's used + held + share within the limit;
-    an admin thread changes their slot counts all along
+  * slotted accounts: no share below zero (but -1, frozen while the account
+    is over its limit), and the account row's used + held plus every slot's
+    used + held + share within the limit; an admin thread pins slot counts
+    (set_slots n, 0 forbids) and hands accounts back to automatic slotting
+    (set_slots NULL) all along
+  * transactions of several calls on one account (charges, reserves, commits
+    of the worker's own holds), committed or rolled back: no deadlock, and
+    only committed ones count
   * each reservation settled at most once, as the client saw it: committed
     with the amount of its first commit, released when release said true
   * no error at all other than the crash's lost connections
@@ -49,9 +54,9 @@ HOT = [("edge", "credits", 40), ("edge-s", "credits", 40), ("hot-1", "credits", 
 TICK = [("tick-%d" % i, "ai", 150) for i in range(2)]
 ACCOUNTS = HOT + TICK
 LIMITS = {(t, r): lim for t, r, lim in ACCOUNTS}
-# Accounts split into slots (quota.set_slots), and how many at the start; the
-# admin thread keeps changing RESLOTTED ones' counts (0 = back to no slots).
-SLOTTED = {("edge-s", "credits"): 4, ("hot-2", "credits"): 8, ("hot-3", "credits"): 16, ("tick-1", "ai"): 4}
+# Every account is slotted automatically when contended; the admin thread
+# pins RESLOTTED ones' counts now and then (0 forbids slots) and hands them
+# back to automatic slotting (NULL).
 RESLOTTED = [("hot-3", "credits"), ("tick-1", "ai"), ("edge-s", "credits")]
 
 
@@ -70,6 +75,7 @@ class Ledger:
         self.unsure = set()                    # reservations being settled when the server crashed
         self.calls = defaultdict(int)
         self.errors = []
+        self.inside = []                       # (account, grant) made inside a multi-call transaction
 
     def grant(self, account, g):
         with self.lock:
@@ -160,7 +166,7 @@ def worker(n, deadline, ledger, crash_window):
                     ledger.calls["release again"] += 1
                     if again:
                         ledger.errors.append("second release of %d answered true" % rid)
-            elif op < 0.90:
+            elif op < 0.78:
                 amount = rnd.randint(1, 3)
                 pending = ("charge", account, amount, None)
                 g = call("SELECT %s FROM quota.charge_credit(%%s, %%s, %%s)" % GRANT_COLS, (team, amount, resource))
@@ -169,6 +175,54 @@ def worker(n, deadline, ledger, crash_window):
                     with ledger.lock:
                         ledger.writes[(account, g[6])] += amount
                 ledger.grant(account, g)
+            elif op < 0.90:
+                # Several calls on one account in one transaction: charges, reserves, and commits of
+                # this worker's own holds there; committed or rolled back.  Never a deadlock.
+                writes, reserved, settled_here = 0, [], []
+                cur.execute("BEGIN")
+                for _ in range(rnd.randint(2, 4)):
+                    kind = rnd.random()
+                    own = [m for m in mine if m[1] == account]
+                    if kind < 0.3 and own:
+                        m = own[rnd.randrange(len(own))]
+                        mine.remove(m)
+                        g = call("SELECT %s FROM quota.commit_credit(%%s)" % GRANT_COLS, (m[0],))
+                        settled_here.append(m)
+                        writes += m[2]
+                    elif kind < 0.6:
+                        amount = rnd.randint(1, 3)
+                        g = call("SELECT %s FROM quota.reserve_credit(%%s, %%s, %%s)" % GRANT_COLS,
+                                 (team, amount, resource))
+                        if g[0]:
+                            reserved.append((g[1], account, amount))
+                    else:
+                        amount = rnd.randint(1, 3)
+                        g = call("SELECT %s FROM quota.charge_credit(%%s, %%s, %%s)" % GRANT_COLS,
+                                 (team, amount, resource))
+                        if g[0]:
+                            writes += amount
+                    with ledger.lock:
+                        ledger.inside.append((account, g))
+                    window = g[6]     # one transaction, one now(): every call in it has the same window
+                    ledger.calls["in a transaction"] += 1
+                commit = rnd.random() < 0.8
+                # In flight from here on: a crash may or may not have committed it.
+                pending = ("block", account, writes, [m[0] for m in settled_here]) if commit else None
+                cur.execute("COMMIT" if commit else "ROLLBACK")
+                pending = None
+                if commit:
+                    with ledger.lock:
+                        ledger.writes[(account, window)] += writes
+                        for rid, acc, amount in reserved:
+                            ledger.open[rid] = (acc, amount)
+                        for rid, acc, amount in settled_here:
+                            ledger.open.pop(rid, None)
+                            ledger.committed[rid] = amount
+                    mine.extend(reserved)
+                    ledger.calls["transactions committed"] += 1
+                else:
+                    mine.extend(settled_here)      # rolled back: still open, still this worker's
+                    ledger.calls["transactions rolled back"] += 1
             elif op < 0.92:
                 pending = None
                 call("SELECT quota.expire_holds()", ())
@@ -187,11 +241,11 @@ def worker(n, deadline, ledger, crash_window):
             if pending is not None:
                 kind, acc, amount, rid = pending
                 with ledger.lock:
-                    if kind in ("charge", "commit"):
+                    if kind in ("charge", "commit", "block"):
                         ledger.uncertain[acc] += amount
-                    if rid is not None:         # settled or not: either is right
-                        ledger.open.pop(rid, None)
-                        ledger.unsure.add(rid)
+                    for r in (rid if kind == "block" else [rid] if rid is not None else []):
+                        ledger.open.pop(r, None)    # settled or not: either is right
+                        ledger.unsure.add(r)
                     ledger.calls["lost in crash"] += 1
             pending = None
             conn = reconnect(deadline)
@@ -223,8 +277,9 @@ def reslot_loop(deadline, ledger, crash_window):
     conn = connect()
     while time.time() < deadline:
         team, resource = rnd.choice(RESLOTTED)
+        count = rnd.choice([None, None, None, 0, rnd.randint(1, 12)])
         try:
-            conn.cursor().execute("SELECT quota.set_slots(%s, %s, %s)", (team, rnd.randint(0, 12), resource))
+            conn.cursor().execute("SELECT quota.set_slots(%s, %s, %s)", (team, count, resource))
             ledger.calls["set_slots"] += 1
         except psycopg2.Error as e:
             if not crash_window.is_set():
@@ -265,16 +320,20 @@ def audit(ledger):
         if not granted and (account in [(t, r) for t, r, _ in TICK]) != (retry_after is not None):
             failures.append("retry_after mismatch: %r %r" % (account, g))
         windows[(account, resets_at)] = max(windows[(account, resets_at)], used)
+    # Inside multi-call transactions (maybe rolled back later): within the limit, at every grant.
+    for account, g in ledger.inside:
+        granted, rid, used, held, limit, remaining, resets_at, retry_after = g
+        if used + held > limit or remaining != max(limit - used - held, 0):
+            failures.append("grant inside a transaction: %r %r" % (account, g))
 
     # Per window: the highest used reported is exactly what was acknowledged there
-    # (slotted accounts: never more; their final used is checked exactly below).
+    # (any account may be slotted: never more; the final used is checked exactly below).
     for key in set(windows) | set(ledger.writes):
         account = key[0]
         acked = ledger.writes.get(key, 0)
         seen = windows.get(key, 0)
         slack = ledger.uncertain.get(account, 0)
-        exact = account not in SLOTTED
-        if not ((acked <= seen + slack or not exact) and seen <= acked + slack):
+        if not seen <= acked + slack:
             failures.append("window %r: grants reported used %d, acknowledged %d (uncertain %d)"
                             % (key, seen, acked, slack))
 
@@ -282,18 +341,19 @@ def audit(ledger):
     cur.execute("SELECT team, resource, used, held, resets_at, credit_limit FROM quota.accounts")
     for team, resource, used, held, resets_at, limit in cur.fetchall():
         account = (team, resource)
+        # Stored held, the account row's and its slots' together, is its open holds.  (Which of them
+        # counts a hold may differ: a transaction holding one slot settles in it holds of others.)
         cur.execute("SELECT coalesce(sum(amount), 0) FROM quota.holds WHERE team = %s AND resource = %s"
-                    " AND state = 'open' AND slot IS NULL", account)
+                    " AND state = 'open'", account)
         (open_sum,) = cur.fetchone()
-        if held != open_sum:
-            failures.append("%r: stored held %d != sum of its open holds %d" % (account, held, open_sum))
-        # Every slot: held = its open holds; shares never negative; the escrow invariant.
-        cur.execute("SELECT s.slot, s.held, s.share, (SELECT coalesce(sum(h.amount), 0) FROM quota.holds h"
-                    "   WHERE h.team = s.team AND h.resource = s.resource AND h.slot = s.slot AND h.state = 'open')"
-                    " FROM quota.slots s WHERE s.team = %s AND s.resource = %s", account)
-        for slot, slot_held, share, slot_open in cur.fetchall():
-            if slot_held != slot_open:
-                failures.append("%r slot %d: held %d != sum of its open holds %d" % (account, slot, slot_held, slot_open))
+        cur.execute("SELECT coalesce(sum(s.held), 0) FROM quota.slots s WHERE s.team = %s AND s.resource = %s",
+                    account)
+        (slots_held,) = cur.fetchone()
+        if held + slots_held != open_sum:
+            failures.append("%r: stored held %d (+ slots %d) != sum of its open holds %d"
+                            % (account, held, slots_held, open_sum))
+        cur.execute("SELECT s.slot, s.share FROM quota.slots s WHERE s.team = %s AND s.resource = %s", account)
+        for slot, share in cur.fetchall():
             if share is not None and share < -1:  # -1: frozen, dealt while the account was over its limit
                 failures.append("%r slot %d: share %d below zero" % (account, slot, share))
         cur.execute("SELECT count(*) FROM quota.holds h WHERE h.team = %s AND h.resource = %s AND h.slot IS NOT NULL"
@@ -375,8 +435,6 @@ def main():
         cur.execute("SELECT quota.set_account(%s, %s, %s)", (team, limit, resource))
     for team, resource, limit in TICK:
         cur.execute("SELECT quota.set_account(%s, %s, %s, '1 second')", (team, limit, resource))
-    for (team, resource), slots in SLOTTED.items():
-        cur.execute("SELECT quota.set_slots(%s, %s, %s)", (team, slots, resource))
     conn.close()
 
     ledger = Ledger()
@@ -410,8 +468,11 @@ def main():
           % (args.workers, elapsed, total, ", ".join("%s %d" % kv for kv in sorted(ledger.calls.items())),
              len(ledger.grants)))
     denied = sum(1 for _, g in ledger.grants if not g[0])
-    print("denied grants: %d; accounts: %s (slotted: %s)" % (denied, ", ".join(t for t, _, _ in ACCOUNTS),
-                                                            ", ".join(t for t, _ in SLOTTED)))
+    conn = connect()
+    cur = conn.cursor()
+    cur.execute("SELECT string_agg(team || ':' || slots || CASE WHEN slots_pinned THEN ' (pinned)' ELSE '' END,"
+                " ', ' ORDER BY team) FROM quota.accounts")
+    print("denied grants: %d; slots at the end: %s" % (denied, cur.fetchone()[0]))
     if failures:
         for f in failures[:40]:
             print("AUDIT FAILURE:", f)

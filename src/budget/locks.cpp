@@ -1,0 +1,116 @@
+/*
+ * locks.cpp — what the current transaction holds of each account it called
+ * on (see locks.hpp for the rule this serves).
+ *
+ * A small fixed table per backend, reset when a new top-level transaction
+ * starts (keyed by its local transaction id, valid from its first
+ * statement).  Accounts are identified by a 64-bit hash of their key; when
+ * the table is full, every account not in it counts as holding a slot,
+ * which is the cautious answer (such a call never waits on a slotted
+ * account; it may be denied instead, see ledger.cpp).
+ */
+#include "budget/locks.hpp"
+
+#include "bridge/guard.hpp"
+
+namespace quota::locks {
+
+namespace {
+
+constexpr int kEntries = 32;
+
+struct Entry {
+    uint64 account;
+    Held held;
+    int32 slot;
+};
+
+struct Table {
+    LocalTransactionId transaction = InvalidLocalTransactionId;
+    int count = 0;
+    bool overflowed = false;
+    Entry entries[kEntries];
+};
+
+Table table;
+
+uint64 text_hash(Datum value, uint64 seed)
+{
+    struct varlena *flat = pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(value)));
+    return DatumGetUInt64(hash_bytes_extended(reinterpret_cast<const unsigned char *>(VARDATA_ANY(flat)),
+                                              static_cast<int>(VARSIZE_ANY_EXHDR(flat)), seed));
+}
+
+uint64 account_of(storage::AccountKey key)
+{
+    return bridge::guarded_value([&] { return hash_combine64(text_hash(key.team, 0x71756f7461), text_hash(key.resource, 1)); });
+}
+
+/* The table of the current transaction (emptied when a new one started). */
+Table &current()
+{
+    LocalTransactionId const now = MyProc->lxid;
+    if (table.transaction != now) {
+        table.transaction = now;
+        table.count = 0;
+        table.overflowed = false;
+    }
+    return table;
+}
+
+Entry *find(Table &t, uint64 account)
+{
+    for (int i = 0; i < t.count; i++)
+        if (t.entries[i].account == account)
+            return &t.entries[i];
+    return nullptr;
+}
+
+void note(storage::AccountKey key, Held held, int32 slot)
+{
+    Table &t = current();
+    uint64 const account = account_of(key);
+    Entry *entry = find(t, account);
+    if (entry == nullptr) {
+        if (t.count == kEntries) {
+            t.overflowed = true;
+            return;
+        }
+        entry = &t.entries[t.count++];
+        *entry = Entry{account, Held::Nothing, 0};
+    }
+    if (entry->held == Held::Whole)
+        return;
+    entry->held = held;
+    entry->slot = slot;
+}
+
+} // namespace
+
+Held held(storage::AccountKey key)
+{
+    Table &t = current();
+    Entry const *entry = find(t, account_of(key));
+    if (entry != nullptr)
+        return entry->held;
+    return t.overflowed ? Held::Slot : Held::Nothing;
+}
+
+int32 held_slot(storage::AccountKey key)
+{
+    Table &t = current();
+    Entry const *entry = find(t, account_of(key));
+    return entry != nullptr && entry->held == Held::Slot ? entry->slot : -1;
+}
+
+void took_slot(storage::AccountKey key, int32 slot)
+{
+    note(key, Held::Slot, slot);
+}
+
+void took_whole(storage::AccountKey key)
+{
+    note(key, Held::Whole, 0);
+}
+
+} // namespace quota::locks

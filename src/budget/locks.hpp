@@ -1,0 +1,47 @@
+/*
+ * locks.hpp — which locks of an account the current transaction holds, and
+ * so whether a call may wait for another transaction's lock on it.
+ *
+ * The rule that keeps the extension's calls free of deadlocks on slotted
+ * accounts, whatever their number in one transaction:
+ *
+ *   1. A transaction that holds nothing of an account may wait for any lock
+ *      of it (a slot, or the account row and then every slot in order).
+ *   2. A transaction that holds one of its slots never waits for a lock of
+ *      that account: it takes other slots only if they are free, and the
+ *      account row only if it is free (FOR UPDATE NOWAIT).  Once it has the
+ *      account row it may wait for the slots, since every other holder of
+ *      a slot is then a transaction under this rule, which waits for
+ *      nothing of this account.
+ *   3. Whoever holds the account row (the whole account) already holds or
+ *      may wait for everything else of it.
+ *
+ * So every wait is for a transaction that will not wait for the waiter:
+ * no cycle can form among calls on one account.  (Calls on several
+ * accounts lock them in call order; callers keep one order.)
+ *
+ * What a transaction holds is remembered per backend for the current
+ * top-level transaction, conservatively: a slot given back by a rolled-back
+ * savepoint still counts as held, which only makes later calls wait less.
+ */
+#pragma once
+
+#include "storage/store.hpp"
+
+namespace quota::locks {
+
+enum class Held { Nothing, Slot, Whole };
+
+/* What this transaction holds of the account. */
+Held held(storage::AccountKey key);
+
+/* The slot it holds, when held() is Slot (the last one it took). */
+int32 held_slot(storage::AccountKey key);
+
+/* Remember that this transaction took slot `slot` of the account (kept if it holds the whole). */
+void took_slot(storage::AccountKey key, int32 slot);
+
+/* Remember that this transaction holds the account row (and so may take every slot). */
+void took_whole(storage::AccountKey key);
+
+} // namespace quota::locks
