@@ -21,6 +21,8 @@
 
 #include "bridge/error.hpp"
 #include "bridge/guard.hpp"
+#include "budget/locks.hpp"
+#include "budget/settings.hpp"
 
 namespace quota::escrow {
 
@@ -122,10 +124,79 @@ void take_share(Slot &slot, int64 amount)
         slot.share -= amount;
 }
 
-/* The account a hold belongs to, as the snapshot shows it, if it is slotted. */
-bool slotted_account(AccountKey key, Account &account)
+/* The account a hold belongs to, as the snapshot shows it (and where its row is), if it is slotted. */
+bool slotted_account(AccountKey key, Account &account, ItemPointerData &where)
 {
-    return storage::slots_direct() && storage::fetch_account(key, account) && account.slots > 0;
+    return storage::slots_direct() && storage::fetch_account(key, account, nullptr, &where) && account.slots > 0;
+}
+
+/*
+ * The other slots a granted call's reply adds, as this backend last read
+ * them: read again when older than quota.reply_lag, or when the account,
+ * its slot count or its row version differs (the ledger writes the row
+ * whenever it deals the shares again, so a cached set is always of one
+ * deal, and the reply's used + held never exceeds what that deal allows).
+ * Decisions never use it.  Per backend, deliberately: one set, the last
+ * account asked about.
+ */
+struct OtherSlots {
+    uint64 account = 0;
+    ItemPointerData row{};
+    int32 count = -1;
+    TimestampTz read_at = 0;
+    TransactionId wrote = InvalidTransactionId; /* the transaction whose own slot writes are in it */
+    Slot slots[kMaxSlots];
+};
+OtherSlots others;
+
+bool others_current(uint64 account, const Account &seen, const ItemPointerData &where, TimestampTz clock)
+{
+    int32 const lag = settings::reply_lag_ms();
+    /* This backend's own writes are in it: only while their transaction goes on, or if it committed. */
+    bool const writes_stand = bridge::guarded_value([] {
+        return !TransactionIdIsValid(others.wrote) || others.wrote == GetTopTransactionIdIfAny() ||
+               TransactionIdDidCommit(others.wrote);
+    });
+    return lag > 0 && writes_stand && others.account == account && others.count == seen.slots &&
+           ItemPointerEquals(const_cast<ItemPointerData *>(&others.row), const_cast<ItemPointerData *>(&where)) &&
+           clock - others.read_at <= static_cast<TimestampTz>(lag) * 1000;
+}
+
+/*
+ * The reply of a call granted in slot `mine` (just written): the account
+ * row as the call saw it, `mine` as it is now, the other slots as cached.
+ */
+Grant granted_reply(AccountKey key, const Account &seen, const ItemPointerData &where, const Slot &mine,
+                    TimestampTz now)
+{
+    uint64 const account = locks::account_id(key);
+    TimestampTz const clock = bridge::guarded_value([] { return GetCurrentTimestamp(); });
+    if (!others_current(account, seen, where, clock)) {
+        others.account = 0;
+        Snapshot const snapshot = storage::take_snapshot(storage::Intent::Write);
+        int32 const count = storage::scan_slots(key, snapshot, others.slots, kMaxSlots);
+        storage::drop_snapshot(snapshot);
+        if (count != seen.slots)
+            return reply(key, seen, true, now); /* not as installed, or reslotted meanwhile: the exact way */
+        others.account = account;
+        others.row = where;
+        others.count = count;
+        others.read_at = clock;
+        others.wrote = InvalidTransactionId;
+    }
+    others.wrote = bridge::guarded_value([] { return GetTopTransactionIdIfAny(); });
+    storage::SlotTotals totals;
+    for (int32 i = 0; i < others.count; i++) {
+        if (others.slots[i].number == mine.number)
+            others.slots[i] = mine; /* this backend's own write is the newest it knows of */
+        storage::add_slot_totals(totals, others.slots[i], now);
+    }
+    Account state = seen;
+    roll_over(state, now);
+    add_slots(state, totals.has_window, totals.window_start, totals.used, totals.held);
+    if ((state.has_next_expiry && state.next_expiry <= now) || (totals.has_next_expiry && totals.next_expiry <= now))
+        state.held -= storage::expired_held(key, now);
+    return grant_of(state, true, now);
 }
 
 /* A hold that is open but past its time counts as expired, as the ledger's lazy expiry would make it. */
@@ -189,7 +260,8 @@ int64 expire_due(AccountKey key, Slot &slot, TimestampTz now)
     return expired.count;
 }
 
-bool charge(AccountKey key, const Account &seen, int64 amount, TimestampTz now, Turn &turn, Grant &grant)
+bool charge(AccountKey key, const Account &seen, const ItemPointerData &where, int64 amount, TimestampTz now,
+            Turn &turn, Grant &grant)
 {
     SlotRow row;
     if (!storage::slots_direct() || !claim_covering(key, seen.slots, amount, now, turn, row))
@@ -199,12 +271,12 @@ bool charge(AccountKey key, const Account &seen, int64 amount, TimestampTz now, 
     slot.used = checked_add(slot.used, amount);
     take_share(slot, amount);
     storage::write_slot(row);
-    grant = reply(key, seen, true, now);
+    grant = granted_reply(key, seen, where, slot, now);
     return true;
 }
 
-bool reserve(AccountKey key, const Account &seen, int64 amount, const TimestampTz *expires_at,
-             const Datum *idempotency_key, TimestampTz now, Turn &turn, Grant &grant)
+bool reserve(AccountKey key, const Account &seen, const ItemPointerData &where, int64 amount,
+             const TimestampTz *expires_at, const Datum *idempotency_key, TimestampTz now, Turn &turn, Grant &grant)
 {
     if (!storage::slots_direct())
         return false;
@@ -252,7 +324,7 @@ bool reserve(AccountKey key, const Account &seen, int64 amount, const TimestampT
     }
     int64 const id = storage::insert_hold(key, amount, now, expires_at, idempotency_key, &slot.number);
     storage::write_slot(row);
-    grant = reply(key, seen, true, now);
+    grant = granted_reply(key, seen, where, slot, now);
     grant.has_reservation = true;
     grant.reservation = id;
     return true;
@@ -261,7 +333,8 @@ bool reserve(AccountKey key, const Account &seen, int64 amount, const TimestampT
 bool commit(const Hold &seen, const int64 *amount, TimestampTz now, Turn &turn, Grant &grant)
 {
     Account account;
-    if (!seen.has_slot || !slotted_account(seen.key, account))
+    ItemPointerData where{};
+    if (!seen.has_slot || !slotted_account(seen.key, account, where))
         return false;
     AccountKey const key = seen.key;
     int64 const settled = amount != nullptr ? *amount : seen.amount;
@@ -301,14 +374,15 @@ bool commit(const Hold &seen, const int64 *amount, TimestampTz now, Turn &turn, 
         storage::settle_hold(hold.id, HoldState::Committed, now, &settled);
         storage::write_slot(row);
     }
-    grant = reply(key, account, true, now);
+    grant = granted_reply(key, account, where, row.slot, now);
     return true;
 }
 
 bool release(const Hold &seen, TimestampTz now, Turn &turn, bool &released)
 {
     Account account;
-    if (!seen.has_slot || !slotted_account(seen.key, account))
+    ItemPointerData where{};
+    if (!seen.has_slot || !slotted_account(seen.key, account, where))
         return false;
     Hold hold;
     SlotRow row;
@@ -357,6 +431,24 @@ void give_back(Slot &slot, int64 amount)
 {
     if (!slot.unlimited && !slot_frozen(slot))
         slot.share = checked_add(slot.share, amount);
+}
+
+bool slot_could_grant(AccountKey key, const Account &seen, int64 amount, TimestampTz now, const Turn &turn,
+                      Snapshot snapshot)
+{
+    int32 const number = turn.mine >= 0 && turn.mine < seen.slots ? turn.mine : home_slot(seen.slots);
+    Slot slot;
+    return storage::read_slot(key, number, snapshot, storage::Intent::Write, slot) && slot_current(slot, now) &&
+           slot_covers(slot, amount);
+}
+
+bool has_credits_in_slot(AccountKey key, const Account &account, TimestampTz now)
+{
+    Snapshot const snapshot = storage::take_snapshot(storage::Intent::Read);
+    Slot slot;
+    bool const found = storage::read_slot(key, home_slot(account.slots), snapshot, storage::Intent::Read, slot);
+    storage::drop_snapshot(snapshot);
+    return found && slot_current(slot, now) && !slot.unlimited && slot.share > 0;
 }
 
 Grant reply(AccountKey key, Account seen, bool granted, TimestampTz now, storage::Intent intent)

@@ -48,10 +48,31 @@ int32 key_slot(Datum idempotency_key, int32 count);
  */
 int64 expire_due(AccountKey key, Slot &slot, TimestampTz now);
 
-/* `seen` is the account as the call's snapshot shows it, with seen.slots > 0. */
-bool charge(AccountKey key, const Account &seen, int64 amount, TimestampTz now, Turn &turn, Grant &grant);
-bool reserve(AccountKey key, const Account &seen, int64 amount, const TimestampTz *expires_at,
-             const Datum *idempotency_key, TimestampTz now, Turn &turn, Grant &grant);
+/*
+ * `seen` is the account as the call's snapshot shows it, with seen.slots >
+ * 0, and `where` the version of its row that snapshot found.
+ */
+bool charge(AccountKey key, const Account &seen, const ItemPointerData &where, int64 amount, TimestampTz now,
+            Turn &turn, Grant &grant);
+bool reserve(AccountKey key, const Account &seen, const ItemPointerData &where, int64 amount,
+             const TimestampTz *expires_at, const Datum *idempotency_key, TimestampTz now, Turn &turn, Grant &grant);
+
+/*
+ * True when one slot (the transaction's own, else the backend's home slot)
+ * can grant `amount` now under `snapshot`: then the account can, and no
+ * denial can be proved from the snapshot (found with one slot read instead
+ * of every slot's).
+ */
+bool slot_could_grant(AccountKey key, const Account &seen, int64 amount, TimestampTz now, const Turn &turn,
+                      Snapshot snapshot);
+
+/*
+ * True when a slot of the account (the backend's home slot) has credits to
+ * deal under the reading snapshot: then the account is not limited, since
+ * its used and held leave at least that share below the limit.  One read
+ * for is_team_limited() on a slotted account that is not near its limit.
+ */
+bool has_credits_in_slot(AccountKey key, const Account &account, TimestampTz now);
 
 /* `seen` is the hold as the call's snapshot shows it, held by a slot. */
 bool commit(const Hold &seen, const int64 *amount, TimestampTz now, Turn &turn, Grant &grant);
@@ -84,6 +105,7 @@ void give_back(Slot &slot, int64 amount);
 /*
  * A slotted account as a reply reports it: the account row's own used and
  * held (rolled over) plus what every slot holds now, expired holds left out.
+ * Exact (one snapshot for all of them); used by denials and readers.
  */
 Grant reply(AccountKey key, Account seen, bool granted, TimestampTz now,
             storage::Intent intent = storage::Intent::Write);

@@ -214,8 +214,10 @@ Account write_back(Locked &locked)
     Account const sum = totals(locked);
     auto const count = static_cast<int32>(locked.slots.size());
     for (int32 i = 0; i < count; i++) {
-        if (deal_share(locked.slots[i].slot, sum, i, count))
+        if (deal_share(locked.slots[i].slot, sum, i, count)) {
             locked.slot_dirty[i] = 1;
+            locked.dirty = true; /* a new deal: a new row version tells replies' caches (escrow.cpp) */
+        }
         if (locked.slot_new[i])
             storage::insert_slot(locked.key, locked.slots[i].slot);
         else if (locked.slot_dirty[i])
@@ -489,13 +491,16 @@ Settling lock_hold_account(const Hold &hold, TimestampTz now, const Turn &turn, 
  * already has a hold is not a denial: the locking path returns that hold.
  */
 bool denied_by_snapshot(AccountKey key, const Look &look, int64 amount, const Datum *idempotency_key,
-                        TimestampTz now, Grant &denial)
+                        const Turn &turn, TimestampTz now, Grant &denial)
 {
     Account const &seen = look.account;
     if (seen.unlimited || IsolationUsesXactSnapshot())
         return false;
     Grant grant;
     if (seen.slots > 0) {
+        /* Usually one slot read shows the call can be granted: then there is nothing to prove. */
+        if (escrow::slot_could_grant(key, seen, amount, now, turn, look.snapshot))
+            return false;
         grant = escrow::reply(key, seen, false, now, storage::Intent::Write);
     } else {
         Account state = seen;
@@ -574,9 +579,9 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
     Account const &seen = look.account;
     Turn turn = turn_for(key);
     Grant fast;
-    if (look.exists && (denied_by_snapshot(key, look, amount, idempotency_key, now, fast) ||
-                        (seen.slots > 0 &&
-                         escrow::reserve(key, seen, amount, expires_at, idempotency_key, now, turn, fast)))) {
+    if (look.exists && (denied_by_snapshot(key, look, amount, idempotency_key, turn, now, fast) ||
+                        (seen.slots > 0 && escrow::reserve(key, seen, look.where, amount, expires_at, idempotency_key,
+                                                           now, turn, fast)))) {
         storage::drop_snapshot(look.snapshot);
         after_fast_path(key, turn, now);
         storage::finish();
@@ -754,8 +759,8 @@ Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
     Account const &seen = look.account;
     Turn turn = turn_for(key);
     Grant fast;
-    if (look.exists && ((!allow_overdraft && denied_by_snapshot(key, look, amount, nullptr, now, fast)) ||
-                        (seen.slots > 0 && escrow::charge(key, seen, amount, now, turn, fast)))) {
+    if (look.exists && ((!allow_overdraft && denied_by_snapshot(key, look, amount, nullptr, turn, now, fast)) ||
+                        (seen.slots > 0 && escrow::charge(key, seen, look.where, amount, now, turn, fast)))) {
         storage::drop_snapshot(look.snapshot);
         after_fast_path(key, turn, now);
         storage::finish();
@@ -805,6 +810,11 @@ bool is_limited(AccountKey key)
     if (!storage::fetch_account(key, account) && !default_account(now, account))
         unknown_account(key);
     if (account.slots > 0) {
+        if (account.unlimited)
+            return false;
+        /* Credits still dealt to a slot: not limited, known from one more read. */
+        if (escrow::has_credits_in_slot(key, account, now))
+            return false;
         storage::connect();
         Grant const grant = escrow::reply(key, account, true, now, storage::Intent::Read);
         storage::finish();

@@ -87,6 +87,11 @@ void note(storage::AccountKey key, Held held, int32 slot)
 
 } // namespace
 
+uint64 account_id(storage::AccountKey key)
+{
+    return account_of(key);
+}
+
 Held held(storage::AccountKey key)
 {
     Table &t = current();

@@ -32,6 +32,9 @@ namespace quota::locks {
 
 enum class Held { Nothing, Slot, Whole };
 
+/* A 64-bit identity of the account's key (a hash of team and resource). */
+uint64 account_id(storage::AccountKey key);
+
 /* What this transaction holds of the account. */
 Held held(storage::AccountKey key);
 

@@ -18,6 +18,7 @@ char *default_period_text = nullptr;
 
 bool limit_set = false;
 int auto_slots_value = kDefaultAutoSlots;
+int reply_lag_value = kDefaultReplyLagMs;
 int64 limit_value = 0;
 bool period_set = false;
 Period period_value;
@@ -120,7 +121,17 @@ void define()
                             "0 turns automatic slotting off; quota.set_slots() pins an account's count either way.",
                             &auto_slots_value, kDefaultAutoSlots, 0, kMaxSlots, PGC_SUSET, 0, nullptr, nullptr,
                             nullptr);
+    DefineCustomIntVariable("quota.reply_lag",
+                            "How old the other slots a slotted account's reply adds may be.",
+                            "0 reads them for every reply.  Decisions never use them: only what a reply reports.",
+                            &reply_lag_value, kDefaultReplyLagMs, 0, 60000, PGC_USERSET, GUC_UNIT_MS, nullptr,
+                            nullptr, nullptr);
     MarkGUCPrefixReserved("quota");
+}
+
+int32 reply_lag_ms()
+{
+    return reply_lag_value;
 }
 
 int32 auto_slots()

@@ -8,6 +8,10 @@
  *   quota.auto_slots      integer 0..256, default 64: the most slots
  *                         automatic slotting gives a contended account
  *                         (0: off; set_slots() pins an account's count)
+ *   quota.reply_lag       integer ms, default 20: a granted call on a
+ *                         slotted account reports the other slots as this
+ *                         backend read them at most this long ago (0: reads
+ *                         them every call)
  *
  * Both are superuser-set (PGC_SUSET; grantable with GRANT SET ON
  * PARAMETER), so a role that may spend credits cannot give itself a
@@ -22,6 +26,10 @@ namespace quota::settings {
 void define();
 
 inline constexpr int kDefaultAutoSlots = 64;
+inline constexpr int kDefaultReplyLagMs = 20;
+
+/* How old (ms) the other slots in a slotted call's reply may be (0: read every time). */
+int32 reply_lag_ms();
 
 /* The most slots automatic slotting may give an account (0: none). */
 int32 auto_slots();

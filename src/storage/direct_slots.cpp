@@ -91,6 +91,25 @@ bool peek_slot(AccountKey key, int32 number, SlotRow &out)
     });
 }
 
+bool read_slot(AccountKey key, int32 number, Snapshot snapshot, Intent intent, Slot &out)
+{
+    return bridge::guarded_value([&] {
+        TableLayout layout;
+        Relation rel = open_table(kSlots, intent == Intent::Write ? RowExclusiveLock : AccessShareLock, layout);
+        bool found = false;
+        if (layout.direct) {
+            TupleTableSlot *tuple = table_slot_create(rel, nullptr);
+            Datum const keys[3] = {key.team, key.resource, Int32GetDatum(number)};
+            found = find_row(rel, kSlots, layout, keys, snapshot, tuple);
+            if (found)
+                out = slot_in(layout, tuple);
+            ExecDropSingleTupleTableSlot(tuple);
+        }
+        table_close(rel, NoLock);
+        return found;
+    });
+}
+
 SlotLock lock_seen_slot(const SlotRow &row, bool wait, TransactionId *holder)
 {
     return bridge::guarded_value([&] {
@@ -174,40 +193,52 @@ void add_slot(SlotTotals &totals, const Slot &slot, TimestampTz now)
 
 } // namespace
 
-SlotTotals slot_totals(AccountKey key, TimestampTz now, Snapshot snapshot, Account &account)
+int32 scan_slots(AccountKey key, Snapshot snapshot, Slot *out, int32 capacity)
 {
-    SlotTotals totals;
-    /* The account row under the same snapshot as its slots: one consistent state. */
-    totals.has_account = fetch_account(key, account, snapshot);
-    std::vector<Slot> slots;
-    /* Filled inside guarded(), where nothing may throw: room for every slot the row (same snapshot) says it has. */
-    slots.reserve(static_cast<size_t>(totals.has_account && account.slots > 0 ? account.slots : kMaxSlots));
-    bool const direct = bridge::guarded_value([&] {
+    return bridge::guarded_value([&] {
         TableLayout layout;
         Relation rel = open_table(kSlots, AccessShareLock, layout);
+        int32 count = -1;
         if (layout.direct) {
+            count = 0;
             Relation index = index_open(layout.primary_key, AccessShareLock);
             TupleTableSlot *tuple = table_slot_create(rel, nullptr);
             ScanKeyData keys[kMaxKeyColumns];
             Datum const values[2] = {key.team, key.resource};
             IndexScanDesc scan = begin_key_scan(rel, index, kSlots, layout, values, 2, snapshot, keys);
-            while (index_getnext_slot(scan, ForwardScanDirection, tuple)) {
-                Slot const slot = slot_in(layout, tuple);
-                if (slots.size() < slots.capacity()) /* within capacity push_back cannot throw */
-                    slots.push_back(slot);
+            while (count >= 0 && index_getnext_slot(scan, ForwardScanDirection, tuple)) {
+                if (count < capacity)
+                    out[count++] = slot_in(layout, tuple);
                 else
-                    elog(ERROR, "quota account has more slots than it may");
+                    count = -1; /* more than the caller has room for */
             }
             index_endscan(scan);
             ExecDropSingleTupleTableSlot(tuple);
             index_close(index, NoLock);
         }
         table_close(rel, NoLock);
-        return layout.direct;
+        return count;
     });
-    if (!direct)
-        slots = read_slots(key, snapshot);
-    for (Slot const &slot : slots)
+}
+
+void add_slot_totals(SlotTotals &totals, const Slot &slot, TimestampTz now)
+{
+    add_slot(totals, slot, now);
+}
+
+SlotTotals slot_totals(AccountKey key, TimestampTz now, Snapshot snapshot, Account &account)
+{
+    SlotTotals totals;
+    /* The account row under the same snapshot as its slots: one consistent state. */
+    totals.has_account = fetch_account(key, account, snapshot);
+    static Slot found[kMaxSlots];
+    int32 const count = scan_slots(key, snapshot, found, kMaxSlots);
+    if (count >= 0) {
+        for (int32 i = 0; i < count; i++)
+            add_slot(totals, found[i], now);
+        return totals;
+    }
+    for (Slot const &slot : read_slots(key, snapshot))
         add_slot(totals, slot, now);
     return totals;
 }

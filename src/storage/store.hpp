@@ -161,6 +161,20 @@ bool slots_direct();
 /* The newest committed version of slot `number` of the account (a fresh snapshot); false when none. */
 bool peek_slot(AccountKey key, int32 number, SlotRow &out);
 
+/*
+ * Slot `number` under `snapshot` (from take_snapshot()), for a reader
+ * (Intent::Read: the table locked as a reader, which a standby allows);
+ * false when none, or when quota.slots is not as installed.
+ */
+bool read_slot(AccountKey key, int32 number, Snapshot snapshot, storage::Intent intent, Slot &out);
+
+/*
+ * Every slot of the account under `snapshot`, at most `capacity` of them,
+ * into `out`; their number, or -1 when quota.slots is not as installed (or
+ * the account has more than `capacity`: then read them another way).
+ */
+int32 scan_slots(AccountKey key, Snapshot snapshot, Slot *out, int32 capacity);
+
 enum class SlotLock { Taken, Busy, Changed };
 
 /*
@@ -191,6 +205,9 @@ struct SlotTotals {
     TimestampTz next_expiry = 0;
 };
 SlotTotals slot_totals(AccountKey key, TimestampTz now, Snapshot snapshot, Account &account);
+
+/* Add one slot to a reply's totals (its used only if its window is the newest current one). */
+void add_slot_totals(SlotTotals &totals, const Slot &slot, TimestampTz now);
 
 /* Mark one slot's open holds past `now` expired; the caller holds the slot. */
 ExpiredHolds expire_slot_holds(AccountKey key, int32 slot, TimestampTz now);
