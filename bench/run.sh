@@ -7,7 +7,15 @@
 # counts.  Writes bench/RESULTS.md.  Not part of the test suite.
 #
 #   bench/run.sh [--seconds 5] [--rounds 3] [--clients "1 8 32"] [--memory-calls 1000000] [--slots 32]
-#                [--workloads "SPREAD HOT HOT-SLOTS NEAR-LIMIT"] [--extras yes|no] [--out bench/RESULTS.md]
+#                [--workloads "SPREAD HOT HOT-AUTO HOT-SLOTS NEAR-LIMIT HOT-LIMIT"] [--extras yes|no]
+#                [--out bench/RESULTS.md]
+#
+# Workloads: SPREAD, 10,000 accounts; HOT, one account with automatic
+# slotting off (quota.auto_slots = 0: every call takes its row, as 1.1 did);
+# HOT-AUTO, one account as a new user has it (never given slots by hand:
+# automatic slotting); HOT-SLOTS, one account pinned at --slots slots;
+# NEAR-LIMIT, 10,000 accounts with 1 credit left; HOT-LIMIT, one account
+# with 1 credit left (a hot account at its limit).
 #
 # --workloads and --extras no (no race, no memory runs) make a shorter run,
 # e.g. the speed check of every change to the hot path:
@@ -24,7 +32,7 @@ rounds=3
 slots=32
 clients_list="1 8 32"
 memory_calls=1000000
-workloads="SPREAD HOT HOT-SLOTS NEAR-LIMIT"
+workloads="SPREAD HOT HOT-AUTO HOT-SLOTS NEAR-LIMIT HOT-LIMIT"
 extras=yes
 out="$QUOTA_ROOT/bench/RESULTS.md"
 while [ $# -gt 0 ]; do
@@ -68,11 +76,12 @@ run() {
     local CONTENDERS=("${list[@]}")
     local threads=$((clients < 2 ? 1 : 2)) round c lines=()
     local sync=$([ "$mode" = durable ] && echo on || echo off)
+    local options="-c synchronous_commit=$sync ${QUOTA_BENCH_OPTIONS:-}"
     say "$mode $workload, $clients clients: ${#CONTENDERS[@]} contenders x $rounds rounds x ${seconds}s"
     rm -rf "$work/run" && mkdir -p "$work/run" && chmod 777 "$work/run"
     for round in $(seq "$rounds"); do
         for c in "${CONTENDERS[@]}"; do
-            (cd "$work/run" && PGOPTIONS="-c synchronous_commit=$sync" \
+            (cd "$work/run" && PGOPTIONS="$options" \
                 pgbench -n -M prepared -c "$clients" -j "$threads" -T "$seconds" -D accounts="$accounts" \
                 -l --log-prefix="$work/run/log.$c.$round" -f "$QUOTA_ROOT/bench/scripts/$c.sql" \
                 >"$work/run/$c.$round.out" 2>&1) || { cat "$work/run/$c.$round.out"; exit 1; }
@@ -93,7 +102,12 @@ for mode in durable cpu-bound; do
     fi
     if wanted HOT; then
         fixtures 1000000000000000 0
-        for clients in $clients_list; do run "$mode" HOT 1 "$clients"; done
+        for clients in $clients_list; do QUOTA_BENCH_OPTIONS="-c quota.auto_slots=0" run "$mode" HOT 1 "$clients"; done
+    fi
+    # One account that nobody gave slots: automatic slotting (issue 11).
+    if wanted HOT-AUTO; then
+        fixtures 1000000000000000 0
+        for clients in $clients_list; do run "$mode" HOT-AUTO 1 "$clients"; done
     fi
     # The same hot account split into slots (issue 4): quota's calls only, with
     # the one-row bare UPDATE for reference.
@@ -105,6 +119,13 @@ for mode in durable cpu-bound; do
     if wanted NEAR-LIMIT; then
         fixtures 1000 999
         for clients in $clients_list; do run "$mode" NEAR-LIMIT 10000 "$clients"; done
+    fi
+    # One hot account at its limit: every caller is refused.
+    if wanted HOT-LIMIT; then
+        fixtures 1000 999
+        for clients in $clients_list; do
+            run "$mode" HOT-LIMIT 1 "$clients" bare_update conditional_update read_then_write charge_credit reserve_commit
+        done
     fi
 done
 
@@ -175,32 +196,60 @@ print("Machine: %s, %s cores, %s; PostgreSQL %s; %s." % (
 print("\nCommand: `bench/run.sh --seconds %s --rounds %s --clients \"%s\" --slots %s`: pgbench -M prepared; each contender runs"
       " alone on its own rows, the contenders taking turns round after round; the median round's tps counts. Latency"
       " percentiles are over all rounds' transactions. pgbench and the server share the machine." % (seconds, rounds, clients_list, slots))
-print("\n## Hot accounts with slots\n")
-print("One account taking every call, split into %s slots (`quota.set_slots`), against the same call spread over"
-      " 10,000 accounts (SPREAD) and against one account without slots (HOT). *ratio* = HOT-SLOTS tps / SPREAD tps.\n" % slots)
-print("| mode | clients | call | SPREAD tps | HOT tps (one row) | HOT-SLOTS tps | HOT-SLOTS ÷ SPREAD |\n|---|---|---|---|---|---|---|")
+def find(mode, workload, clients):
+    return next((r for r in runs if r["mode"] == mode and r["workload"] == workload and r["clients"] == clients), None)
+
+def tps(run, name):
+    return run["contenders"][name]["tps"] if run and name in run["contenders"] else None
+
+def cell(value, fmt="%.0f"):
+    return fmt % value if value is not None else "–"
+
+print("\n## Hot accounts\n")
+print("One account taking every call: as a new user has it (HOT-AUTO: never given slots, automatic slotting), with"
+      " automatic slotting off (HOT: every call takes the one row, as in 1.1), and pinned at %s slots (HOT-SLOTS),"
+      " against the same call spread over 10,000 accounts (SPREAD). *ratio* = HOT-AUTO tps / SPREAD tps.\n" % slots)
+print("| mode | clients | call | SPREAD tps | HOT tps (auto off) | HOT-AUTO tps | HOT-SLOTS tps | HOT-AUTO ÷ SPREAD |\n"
+      "|---|---|---|---|---|---|---|---|")
 for mode in ["durable", "cpu-bound"]:
     for clients in [int(c) for c in clients_list.split()]:
-        found = {w: next((r for r in runs if r["mode"] == mode and r["workload"] == w and r["clients"] == clients), None)
-                 for w in ["SPREAD", "HOT", "HOT-SLOTS"]}
-        if None in found.values():
+        found = {w: find(mode, w, clients) for w in ["SPREAD", "HOT", "HOT-AUTO", "HOT-SLOTS"]}
+        if found["SPREAD"] is None or found["HOT-AUTO"] is None:
             continue
         for name in ["charge_credit", "reserve_commit"]:
-            spread, hot, slotted = (found[w]["contenders"][name]["tps"] for w in ["SPREAD", "HOT", "HOT-SLOTS"])
-            print("| %s | %d | %s | %.0f | %.0f | %.0f | **%.2f×** |" % (mode, clients, label[name], spread, hot, slotted,
-                                                                  slotted / spread))
+            spread, hot, auto, slotted = (tps(found[w], name) for w in ["SPREAD", "HOT", "HOT-AUTO", "HOT-SLOTS"])
+            print("| %s | %d | %s | %s | %s | %s | %s | **%.2f×** |" % (mode, clients, label[name], cell(spread), cell(hot),
+                                                                     cell(auto), cell(slotted), auto / spread))
+print()
+print("## Denials\n")
+print("Near the limit every call is refused: quota's calls against the one-statement conditional `UPDATE`"
+      " (*ratio*), on 10,000 accounts with 1 credit left (NEAR-LIMIT) and on one hot account at its limit (HOT-LIMIT).\n")
+print("| mode | clients | workload | conditional `UPDATE` tps | charge_credit tps | ratio | reserve_credit tps | ratio |\n"
+      "|---|---|---|---|---|---|---|---|")
+for mode in ["durable", "cpu-bound"]:
+    for clients in [int(c) for c in clients_list.split()]:
+        for workload in ["NEAR-LIMIT", "HOT-LIMIT"]:
+            r = find(mode, workload, clients)
+            if r is None:
+                continue
+            cond, charge, reserve = (tps(r, n) for n in ["conditional_update", "charge_credit", "reserve_commit"])
+            print("| %s | %d | %s | %.0f | %.0f | **%.2f×** | %.0f | **%.2f×** |"
+                  % (mode, clients, workload, cond, charge, charge / cond, reserve, reserve / cond))
 print()
 print("\n*ratio* is tps against the bare `UPDATE` for writes and the primary-key `SELECT` for reads, at the same clients"
       " and workload. One reserve + commit transaction is two calls: two round trips and two database transactions.\n")
 for mode in ["durable", "cpu-bound"]:
     print("## %s (synchronous_commit = %s)\n" % (mode, "on" if mode == "durable" else "off"))
-    for workload in ["SPREAD", "HOT", "HOT-SLOTS", "NEAR-LIMIT"]:
+    for workload in ["SPREAD", "HOT", "HOT-AUTO", "HOT-SLOTS", "NEAR-LIMIT", "HOT-LIMIT"]:
         rows = [r for r in runs if r["mode"] == mode and r["workload"] == workload]
         if not rows:
             continue
-        desc = {"SPREAD": "10,000 accounts, uniform", "HOT": "one account per contender",
-                "HOT-SLOTS": "one account per contender, split into %s slots" % slots,
-                "NEAR-LIMIT": "10,000 accounts with 1 credit left: nearly every call denied"}[workload]
+        desc = {"SPREAD": "10,000 accounts, uniform",
+                "HOT": "one account per contender, automatic slotting off",
+                "HOT-AUTO": "one account per contender, never given slots by hand: automatic slotting",
+                "HOT-SLOTS": "one account per contender, pinned at %s slots" % slots,
+                "NEAR-LIMIT": "10,000 accounts with 1 credit left: nearly every call denied",
+                "HOT-LIMIT": "one account per contender with 1 credit left: nearly every call denied"}[workload]
         print("### %s (%s)\n" % (workload, desc))
         print("| contender | " + " | ".join("%d clients: tps / p50 / p99 ms / ratio" % r["clients"] for r in rows) + " |")
         print("|---|" + "---|" * len(rows))

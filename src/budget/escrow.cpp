@@ -109,7 +109,6 @@ bool claim_covering(AccountKey key, int32 count, int64 amount, TimestampTz now, 
     }
     if (busy < 0 || !turn.may_wait)
         return false;
-    turn.waited = true;
     turn.crowded = crowded;
     if (claim(key, busy, true, serves, row) != Claim::Taken)
         return false;

@@ -24,15 +24,14 @@ using storage::SlotRow;
 /*
  * How a call may take its slot (locks.hpp): `may_wait` is false when the
  * transaction already holds a slot of the account, and then no call waits
- * for a slot; `mine` is that slot, tried first.  Out: `waited`, every slot
- * that could serve was busy and the call waited (the account is contended:
- * the ledger may give it more slots); `slot`, the slot it took.
+ * for a slot; `mine` is that slot, tried first.  Out: `crowded`, every slot
+ * was busy, each with a different transaction, and the call waited (more
+ * slots would help: the ledger may add them); `slot`, the slot it took.
  */
 struct Turn {
     bool may_wait = true;
     int32 mine = -1;
-    bool waited = false;
-    bool crowded = false; /* out: and every slot could serve it (more slots would help, not just a new deal) */
+    bool crowded = false;
     int32 slot = -1;
 };
 

@@ -400,20 +400,19 @@ bool may_wait(const Turn &turn, const Look &look)
 }
 
 /*
- * A call found every slot that could serve it busy and waited: if its row
- * is free (this transaction now holds a slot, so it takes nothing it would
- * have to wait for; then waiting for the slots is safe), deal the shares
- * again, and when every slot could serve and was busy (`crowded`), give the
- * account more slots.
+ * A call found every slot busy, each with a different transaction, and
+ * waited: give the account more slots, if its row is free (this
+ * transaction now holds a slot, so it takes nothing it would have to wait
+ * for; then waiting for the slots is safe).
  */
-void grow(AccountKey key, bool crowded, TimestampTz now)
+void grow(AccountKey key, TimestampTz now)
 {
     if (settings::auto_slots() == 0)
         return;
     Locked locked;
     if (take(key, now, locked, false) != Got::Locked)
         return;
-    locked.crowded = crowded;
+    locked.crowded = true;
     adjust_slots(locked);
     write_back(locked);
     if (locked.dirty)
@@ -426,8 +425,8 @@ void after_fast_path(AccountKey key, const Turn &turn, TimestampTz now)
     if (turn.slot < 0)
         return; /* denied from the snapshot: nothing taken */
     locks::took_slot(key, turn.slot);
-    if (turn.waited)
-        grow(key, turn.crowded, now);
+    if (turn.crowded)
+        grow(key, now);
 }
 
 /*
