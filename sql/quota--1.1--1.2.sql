@@ -25,10 +25,11 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- transactions contend for it (up to quota.auto_slots), and gives them
 -- back when too few credits are left to deal.  set_slots() pins a count
 -- (0 forbids slots); set_slots(team, NULL) gives the account back to
--- automatic slotting.  Accounts slotted by hand under 1.1 stay pinned.
+-- automatic slotting.  NULL (every account from before 1.2, also when a
+-- 1.1 dump without this column is restored) means pinned if it has slots,
+-- as every slotted account was then: slots set by hand stay.
 --------------------------------------------------------------------------
-ALTER TABLE quota.accounts ADD COLUMN slots_pinned boolean NOT NULL DEFAULT false;
-UPDATE quota.accounts SET slots_pinned = true WHERE slots > 0;
+ALTER TABLE quota.accounts ADD COLUMN slots_pinned boolean;
 
 COMMENT ON FUNCTION quota.set_slots(text, integer, text)
     IS 'pin a hot account''s slot count (0: no slots; NULL: automatic slotting decides)';

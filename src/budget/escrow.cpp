@@ -409,8 +409,14 @@ bool release(const Hold &seen, TimestampTz now, Turn &turn, bool &released)
 
 bool own_slot(AccountKey key, const Account &seen, const Turn &turn, TimestampTz now, SlotRow &row)
 {
-    if (turn.mine < 0 || !storage::slots_direct() || !storage::peek_slot(key, turn.mine, row) ||
-        storage::lock_seen_slot(row, false) != SlotLock::Taken)
+    if (!storage::slots_direct())
+        return false;
+    auto const any = [](const Slot &) { return true; };
+    /* The slot it holds (locking it again never waits), else any free one: never wait here. */
+    bool taken = turn.mine >= 0 && turn.mine < seen.slots && claim(key, turn.mine, false, any, row) == Claim::Taken;
+    for (int32 number = 0; !taken && number < seen.slots; number++)
+        taken = claim(key, number, false, any, row) == Claim::Taken;
+    if (!taken)
         return false;
     Account current = seen;
     roll_over(current, now);
@@ -424,12 +430,6 @@ void pay_from_share(Slot &slot, int64 amount)
     if (slot.unlimited || slot_frozen(slot))
         return;
     slot.share = slot.share >= amount ? slot.share - amount : kFrozenShare;
-}
-
-void give_back(Slot &slot, int64 amount)
-{
-    if (!slot.unlimited && !slot_frozen(slot))
-        slot.share = checked_add(slot.share, amount);
 }
 
 bool slot_could_grant(AccountKey key, const Account &seen, int64 amount, TimestampTz now, const Turn &turn,

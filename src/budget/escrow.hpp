@@ -78,14 +78,13 @@ bool commit(const Hold &seen, const int64 *amount, TimestampTz now, Turn &turn, 
 bool release(const Hold &seen, TimestampTz now, Turn &turn, bool &released);
 
 /*
- * For a transaction that holds slot `turn.mine` of the account and cannot
- * have the rest of it now (another transaction is taking the whole account
- * and waits for this one; locks.hpp): lock that slot again (it is this
- * transaction's already, so this never waits), in the account's current
- * window with its expired holds released, so a commit, release or
- * overdraft that must not be refused can be recorded there.  False,
- * nothing locked, when the slot is not this transaction's after all (a
- * rolled-back savepoint gave it back).
+ * For a transaction that holds a slot of the account and cannot have the
+ * rest of it now (another transaction is taking the whole account and waits
+ * for this one; locks.hpp): lock that slot again (it is this transaction's,
+ * so this never waits), or else any free slot, in the account's current
+ * window with its expired holds released, so an overdraft that must not be
+ * refused can be recorded there.  False, nothing locked, when no slot is
+ * this transaction's or free.
  */
 bool own_slot(AccountKey key, const Account &seen, const Turn &turn, TimestampTz now, SlotRow &row);
 
@@ -98,8 +97,6 @@ bool own_slot(AccountKey key, const Account &seen, const Turn &turn, TimestampTz
  */
 void pay_from_share(Slot &slot, int64 amount);
 
-/* Credits a settled hold gives back return to the slot's share (not to a frozen one). */
-void give_back(Slot &slot, int64 amount);
 
 /*
  * A slotted account as a reply reports it: the account row's own used and

@@ -32,6 +32,7 @@ struct Locked {
     std::vector<char> slot_new; /* not stored yet (set_slots, automatic slotting) */
     bool contended = false;     /* the account row was held by another transaction when this call came */
     bool crowded = false;       /* a call found every slot that could serve it busy (grow()) */
+    bool unpinned = false;      /* automatic slotting changed its slots: record them as not pinned */
 
     bool slotted() const { return !slots.empty(); }
 };
@@ -250,6 +251,8 @@ void reslot(Locked &locked, int32 count)
         locked.slots.resize(count);
         locked.slot_dirty.resize(count);
         locked.slot_new.resize(count);
+    } else if (count > old) {
+        storage::delete_slot_rows_from(locked.key, old); /* rows a hand-made DELETE of the account left behind */
     }
     for (int32 i = old; i < count; i++) {
         SlotRow row;
@@ -289,10 +292,12 @@ int32 wanted_slots(const Locked &locked, const Account &sum)
     auto const count = static_cast<int32>(locked.slots.size());
     int32 const most = settings::auto_slots();
     int64 const left = left_of(sum);
+    if (most == 0)
+        return count; /* automatic slotting off: no slots made, none given back */
     if (count > 0 && left < count)
         return 0;
     /* No slots yet: a call waited for the row.  Slots: a call waited for a slot (a busy row says nothing then). */
-    if (!(count == 0 ? locked.contended : locked.crowded) || most == 0)
+    if (!(count == 0 ? locked.contended : locked.crowded))
         return count;
     int32 const more = std::min(most, count == 0 ? kFirstSlots : count * 2);
     return more > count && left >= static_cast<int64>(more) * 2 ? more : count;
@@ -307,6 +312,7 @@ void adjust_slots(Locked &locked)
     if (wanted == static_cast<int32>(locked.slots.size()) || !storage::slots_automatic(locked.key))
         return;
     reslot(locked, wanted);
+    locked.unpinned = true;
 }
 
 Grant reply(Locked &locked, bool granted, TimestampTz now)
@@ -315,6 +321,8 @@ Grant reply(Locked &locked, bool granted, TimestampTz now)
     Grant grant = grant_of(write_back(locked), granted, now);
     if (locked.dirty)
         storage::update_account(locked.row, locked.account);
+    if (locked.unpinned)
+        storage::pin_slots(locked.key, false); /* after the row's direct update (see slots_automatic) */
     storage::finish();
     return grant;
 }
@@ -417,6 +425,8 @@ void grow(AccountKey key, TimestampTz now)
     write_back(locked);
     if (locked.dirty)
         storage::update_account(locked.row, locked.account);
+    if (locked.unpinned)
+        storage::pin_slots(locked.key, false);
 }
 
 /* After the fast path served a call: remember its slot, and grow the slots if it had to wait for one. */
@@ -451,30 +461,30 @@ bool lock_for_admin(AccountKey key, TimestampTz now, Locked &locked)
     return got == Got::Locked;
 }
 
-/* Where commit and release settle a hold whose slot's fast path could not. */
-enum class Settling { Whole, OwnSlot };
-
 /*
  * The hold's account (and slots), locked in the extension's lock order:
  * account first.  The hold was read before, without a lock; every settler
  * holds the account or the hold's slot, so from now on the hold cannot
  * change, but it may have changed before (see settle_locked).  A
- * transaction that holds a slot of the account and finds its row taken by
- * another (which waits for it) settles in that slot instead (OwnSlot:
- * `own` locked, `seen` the account as read).
+ * transaction that holds a slot of the account takes its row only if it is
+ * free (locks.hpp); if another transaction is taking the whole account, it
+ * waits for this one, and the hold's slot (not this transaction's, or the
+ * fast path would have settled it) is out of reach: 55P03, rather than a
+ * deadlock.
  */
-Settling lock_hold_account(const Hold &hold, TimestampTz now, const Turn &turn, Locked &locked, SlotRow &own,
-                           Account &seen)
+Locked lock_hold_account(const Hold &hold, int64 reservation, TimestampTz now, const Turn &turn)
 {
-    Got got = take(hold.key, now, locked, turn.may_wait);
-    if (got == Got::Busy) {
-        if (storage::fetch_account(hold.key, seen) && escrow::own_slot(hold.key, seen, turn, now, own))
-            return Settling::OwnSlot;
-        got = take(hold.key, now, locked, true); /* the slot is not this transaction's after all: it may wait */
-    }
+    Locked locked;
+    Got const got = take(hold.key, now, locked, turn.may_wait);
+    if (got == Got::Busy)
+        throw Error(ERRCODE_LOCK_NOT_AVAILABLE,
+                    format("could not settle quota reservation %lld now", static_cast<long long>(reservation)),
+                    "Another transaction is taking its whole account and waits for a slot of that account this "
+                    "transaction holds.",
+                    "Settle it in a transaction that has not spent from that account, or retry this one.");
     if (got != Got::Locked)
         unknown_account(hold.key);
-    return Settling::Whole;
+    return locked;
 }
 
 /*
@@ -658,39 +668,16 @@ Grant commit(int64 reservation, const int64 *amount)
                         "Reserve the credits again, or record the usage with quota.charge_credit().");
     };
 
-    Locked locked;
-    SlotRow own;
-    Account seen;
-    switch (lock_hold_account(hold, now, turn, locked, own, seen)) {
-    case Settling::Whole:
-        if (settle_locked(reservation, hold, open_or_expired, HoldState::Committed, now, &settled)) {
-            Target const target = hold_target(locked, hold);
-            if (hold.state == HoldState::Open)
-                *target.held -= hold.amount;
-            *target.used = checked_add(*target.used, settled);
-        } else {
-            refuse_released(hold);
-        } /* else committed once already: report, change nothing */
-        return reply(locked, true, now);
-    case Settling::OwnSlot:
-        /* Settled in this transaction's own slot, whichever slot the hold counts in: the totals are what count. */
-        if (settle_locked(reservation, hold, open_or_expired, HoldState::Committed, now, &settled)) {
-            Slot &slot = own.slot;
-            if (hold.state == HoldState::Open) {
-                slot.held -= hold.amount;
-                escrow::give_back(slot, hold.amount);
-            }
-            slot.used = checked_add(slot.used, settled);
-            escrow::pay_from_share(slot, settled);
-        } else {
-            refuse_released(hold);
-        }
-        storage::write_slot(own);
-        break;
-    }
-    Grant grant = escrow::reply(hold.key, seen, true, now);
-    storage::finish();
-    return grant;
+    Locked locked = lock_hold_account(hold, reservation, now, turn);
+    if (settle_locked(reservation, hold, open_or_expired, HoldState::Committed, now, &settled)) {
+        Target const target = hold_target(locked, hold);
+        if (hold.state == HoldState::Open)
+            *target.held -= hold.amount;
+        *target.used = checked_add(*target.used, settled);
+    } else {
+        refuse_released(hold);
+    } /* else committed once already: report, change nothing */
+    return reply(locked, true, now);
 }
 
 bool release(int64 reservation)
@@ -716,36 +703,15 @@ bool release(int64 reservation)
                         format("quota reservation %lld has already been committed", static_cast<long long>(reservation)),
                         "A committed reservation cannot be released.");
     };
-    Locked locked;
-    SlotRow own;
-    Account seen;
-    switch (lock_hold_account(hold, now, turn, locked, own, seen)) {
-    case Settling::Whole:
-        if (settle_locked(reservation, hold, open, HoldState::Released, now, nullptr)) {
-            Target const target = hold_target(locked, hold);
-            *target.held -= hold.amount;
-            released = true;
-        } else {
-            refuse_committed(hold);
-        } /* else released or expired already: its credits are back */
-        reply(locked, true, now);
-        return released;
-    case Settling::OwnSlot: {
-        /* A hold past its time, not yet marked (its slot is not this transaction's), expires instead. */
-        HoldState const to =
-            hold.has_expires_at && hold.expires_at <= now ? HoldState::Expired : HoldState::Released;
-        if (settle_locked(reservation, hold, open, to, now, nullptr)) {
-            own.slot.held -= hold.amount;
-            escrow::give_back(own.slot, hold.amount);
-            released = to == HoldState::Released;
-        } else {
-            refuse_committed(hold);
-        }
-        storage::write_slot(own);
-        break;
-    }
-    }
-    storage::finish();
+    Locked locked = lock_hold_account(hold, reservation, now, turn);
+    if (settle_locked(reservation, hold, open, HoldState::Released, now, nullptr)) {
+        Target const target = hold_target(locked, hold);
+        *target.held -= hold.amount;
+        released = true;
+    } else {
+        refuse_committed(hold);
+    } /* else released or expired already: its credits are back */
+    reply(locked, true, now);
     return released;
 }
 
@@ -773,21 +739,22 @@ Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
     if (got == Spending::Busy) {
         /* This transaction holds a slot and another is taking the whole account, waiting for it (locks.hpp). */
         SlotRow own;
-        if (allow_overdraft && escrow::own_slot(key, seen, turn, now, own)) {
-            /* Usage that already happened is recorded, in the slot this transaction holds. */
+        if (!allow_overdraft) {
+            denial = escrow::reply(key, seen, false, now); /* the other transaction's call goes first */
+        } else if (escrow::own_slot(key, seen, turn, now, own)) {
+            /* Usage that already happened is recorded, in a slot this transaction holds (or takes free). */
             own.slot.used = checked_add(own.slot.used, amount);
             escrow::pay_from_share(own.slot, amount);
             storage::write_slot(own);
+            locks::took_slot(key, own.slot.number);
             denial = escrow::reply(key, seen, true, now);
-        } else if (allow_overdraft) {
-            /* Not this transaction's slot after all (a savepoint gave it back): it holds nothing here, so it may wait. */
-            if (lock_for_spending(key, now, amount, true, locked, denial, look.row(), true) == Spending::Locked) {
-                Target const target = spend_target(locked, nullptr);
-                *target.used = checked_add(*target.used, amount);
-                return reply(locked, true, now);
-            }
         } else {
-            denial = escrow::reply(key, seen, false, now);
+            throw Error(ERRCODE_LOCK_NOT_AVAILABLE,
+                        format("could not record the overdraft on quota account \"%s\" for resource \"%s\" now",
+                               storage::team_name(key), storage::resource_name(key)),
+                        "Another transaction is taking the whole account and waits for a slot this transaction "
+                        "holds, and no slot is free.",
+                        "Retry the transaction.");
         }
     }
     if (got != Spending::Locked) {
@@ -845,6 +812,7 @@ int64 expire_holds()
     }
     /* The slots' holds: each slot locked (SKIP LOCKED) on its own; their credits go back to its share. */
     for (storage::LockedSlot &found : storage::lock_slots_with_expired_holds(now)) {
+        locks::took_slot(found.key, found.row.slot.number);
         released += escrow::expire_due(found.key, found.row.slot, now);
         storage::update_slot(found.row);
     }

@@ -8,6 +8,12 @@
  * the table is full, every account not in it counts as holding a slot,
  * which is the cautious answer (such a call never waits on a slotted
  * account; it may be denied instead, see ledger.cpp).
+ *
+ * A subtransaction that rolls back (ROLLBACK TO SAVEPOINT, a PL/pgSQL
+ * exception block) gives back the row locks it took, so after one nothing
+ * here is known for sure: every account the transaction touched then
+ * counts as "holds a slot, which one unknown" — it may still hold some, and
+ * no longer holds the whole.
  */
 #include "budget/locks.hpp"
 
@@ -33,6 +39,15 @@ struct Table {
 };
 
 Table table;
+bool watching = false;
+
+void subtransaction_event(SubXactEvent event, SubTransactionId, SubTransactionId, void *)
+{
+    if (event != SUBXACT_EVENT_ABORT_SUB || table.transaction != MyProc->lxid)
+        return;
+    for (int i = 0; i < table.count; i++)
+        table.entries[i] = Entry{table.entries[i].account, Held::Slot, -1};
+}
 
 uint64 text_hash(Datum value, uint64 seed)
 {
@@ -68,6 +83,10 @@ Entry *find(Table &t, uint64 account)
 
 void note(storage::AccountKey key, Held held, int32 slot)
 {
+    if (!watching) {
+        bridge::guarded([] { RegisterSubXactCallback(subtransaction_event, nullptr); });
+        watching = true;
+    }
     Table &t = current();
     uint64 const account = account_of(key);
     Entry *entry = find(t, account);

@@ -38,7 +38,7 @@ uint64 account_id(storage::AccountKey key);
 /* What this transaction holds of the account. */
 Held held(storage::AccountKey key);
 
-/* The slot it holds, when held() is Slot (the last one it took). */
+/* The slot it holds, when held() is Slot (the last one it took; -1 when not known). */
 int32 held_slot(storage::AccountKey key);
 
 /* Remember that this transaction took slot `slot` of the account (kept if it holds the whole). */

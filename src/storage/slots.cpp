@@ -37,11 +37,7 @@ Statement update_slot_sql = {
 
 Statement insert_slot_sql = {
     "INSERT INTO quota.slots (team, resource, slot, window_start, resets_at, used, held, share, next_expiry)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-    /* A row left behind by a hand-made DELETE of its account is taken over, not a unique violation. */
-    " ON CONFLICT (team, resource, slot) DO UPDATE SET window_start = EXCLUDED.window_start,"
-    " resets_at = EXCLUDED.resets_at, used = EXCLUDED.used, held = EXCLUDED.held, share = EXCLUDED.share,"
-    " next_expiry = EXCLUDED.next_expiry",
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     nullptr, 9, {TEXTOID, TEXTOID, SLOT_TYPES}};
 
 Statement drop_slots_sql = {
@@ -50,6 +46,10 @@ Statement drop_slots_sql = {
     "  WHERE h.team" EQ "$1 AND h.resource" EQ "$2 AND h.state" EQ "'open' AND h.slot" GE "$3 RETURNING h.id)"
     " DELETE FROM ONLY quota.slots s WHERE " SLOTS_OF("$1", "$2") " AND s.slot" GE "$3",
     nullptr, 3, {TEXTOID, TEXTOID, INT4OID}};
+
+Statement delete_slot_rows_sql = {
+    "DELETE FROM ONLY quota.slots s WHERE " SLOTS_OF("$1", "$2") " AND s.slot" GE "$3", nullptr, 3,
+    {TEXTOID, TEXTOID, INT4OID}};
 
 #define OPEN_HOLDS_OF_SLOT "h.team" EQ "$1 AND h.resource" EQ "$2 AND h.state" EQ "'open' AND h.slot" EQ "$4"
 
@@ -157,6 +157,12 @@ void drop_slots_from(AccountKey key, int32 from)
 {
     Datum values[3] = {key.team, key.resource, Int32GetDatum(from)};
     execute(drop_slots_sql, values, nullptr, false);
+}
+
+void delete_slot_rows_from(AccountKey key, int32 from)
+{
+    Datum values[3] = {key.team, key.resource, Int32GetDatum(from)};
+    execute(delete_slot_rows_sql, values, nullptr, false);
 }
 
 ExpiredHolds expire_slot_holds(AccountKey key, int32 slot, TimestampTz now)

@@ -61,7 +61,8 @@ Statement try_lock_account_sql = {LOCK_ACCOUNT_SQL(ACCOUNT_COLUMNS, " SKIP LOCKE
 
 /* 1.2: whether set_slots() pinned the account's slot count (run only where the column exists). */
 Statement slots_pinned_sql = {
-    "SELECT CAST(a.slots_pinned AS pg_catalog.bool) FROM ONLY quota.accounts a"
+    "SELECT CAST(COALESCE(a.slots_pinned, a.slots OPERATOR(pg_catalog.>) 0) AS pg_catalog.bool)"
+    " FROM ONLY quota.accounts a"
     " WHERE a.team" EQ "$1 AND a.resource" EQ "$2",
     nullptr, 2, {TEXTOID, TEXTOID}};
 

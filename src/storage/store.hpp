@@ -80,8 +80,10 @@ RowLock lock_account(AccountKey key, Account &account, ItemPointerData &row, con
 
 /*
  * Whether automatic slotting may change the account's slots: not when
- * set_slots() pinned them (nor in a database not yet at 1.2).  The caller
- * holds the account row.
+ * set_slots() pinned them (nor in a database not yet at 1.2).  A NULL pin
+ * (an account from before 1.2, restored from a dump that lacks the column)
+ * means pinned when it has slots, as every slotted account was then.  The
+ * caller holds the account row.
  */
 bool slots_automatic(AccountKey key);
 
@@ -147,8 +149,11 @@ std::vector<SlotRow> lock_all_slots(AccountKey key);
 
 void update_slot(const SlotRow &row);
 void insert_slot(AccountKey key, const Slot &slot);
-/* Delete slots `from` and up, moving their holds to the account row. */
+/* Delete slots `from` and up, moving their open holds to the account row. */
 void drop_slots_from(AccountKey key, int32 from);
+
+/* Delete slot rows `from` and up that the account does not count (left by a hand-made DELETE of the account). */
+void delete_slot_rows_from(AccountKey key, int32 from);
 
 /* ---- the fast path's direct access to slots (direct_slots.cpp) ---- */
 
