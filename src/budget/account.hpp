@@ -47,16 +47,16 @@ struct Account {
  * take the whole account instead (see ledger.cpp).
  */
 struct Slot {
-    int32 number = 0;
     TimestampTz window_start = 0; /* the window `used` belongs to */
-    bool has_resets_at = false;
-    TimestampTz resets_at = 0;
+    TimestampTz resets_at = 0;    /* meaningful only when has_resets_at */
     int64 used = 0;
     int64 held = 0;
-    bool unlimited = false; /* share is NULL */
     int64 share = 0;
+    TimestampTz next_expiry = 0; /* meaningful only when has_next_expiry */
+    int32 number = 0;
+    bool has_resets_at = false;
+    bool unlimited = false; /* share is NULL */
     bool has_next_expiry = false;
-    TimestampTz next_expiry = 0;
 };
 
 /* What every reply reports about an account (grant rows, quota.usage). */
