@@ -133,8 +133,9 @@ bool slotted_account(AccountKey key, Account &account, ItemPointerData &where)
  * The other slots a granted call's reply adds, as this backend last read
  * them: read again when older than quota.reply_lag, or when the account,
  * its slot count or its row version differs (the ledger writes the row
- * whenever it deals the shares again, so a cached set is always of one
- * deal, and the reply's used + held never exceeds what that deal allows).
+ * whenever it deals the shares again, so a cached set is of one deal).  A
+ * sum past the limit (shares moved between slots without a new deal:
+ * gather_in_own_slot) is not reported: the slots are read again.
  * Decisions never use it.  Per backend, deliberately: one set, the last
  * account asked about.
  */
@@ -195,6 +196,13 @@ Grant granted_reply(AccountKey key, const Account &seen, const ItemPointerData &
     add_slots(state, totals.has_window, totals.window_start, totals.used, totals.held);
     if ((state.has_next_expiry && state.next_expiry <= now) || (totals.has_next_expiry && totals.next_expiry <= now))
         state.held -= storage::expired_held(key, now);
+    int64 taken = 0;
+    if (!state.unlimited &&
+        (__builtin_add_overflow(state.used, state.held, &taken) || taken > state.credit_limit)) {
+        /* Copies that no longer add up (shares moved between slots since): read them all again. */
+        others.account = 0;
+        return reply(key, seen, true, now);
+    }
     return grant_of(state, true, now);
 }
 
@@ -422,6 +430,35 @@ bool own_slot(AccountKey key, const Account &seen, const Turn &turn, TimestampTz
     roll_over(current, now);
     align_slot(row.slot, current, false);
     expire_due(key, row.slot, now);
+    return true;
+}
+
+bool gather_in_own_slot(AccountKey key, const Account &seen, int64 amount, const Turn &turn, TimestampTz now,
+                        SlotRow &own)
+{
+    if (!own_slot(key, seen, turn, now, own) || slot_frozen(own.slot))
+        return false;
+    if (slot_covers(own.slot, amount))
+        return true;
+    auto const has_share = [now](const Slot &slot) { return slot_current(slot, now) && slot.share > 0; };
+    static SlotRow found[kMaxSlots];
+    int32 count = 0;
+    int64 gathered = own.slot.share;
+    for (int32 number = 0; number < seen.slots && gathered < amount; number++) {
+        if (number == own.slot.number || claim(key, number, false, has_share, found[count]) != Claim::Taken)
+            continue;
+        gathered = checked_add(gathered, found[count].slot.share);
+        count++;
+    }
+    if (gathered < amount)
+        return false;
+    /* Shares move between slots this transaction holds: the account's total is unchanged. */
+    for (int32 i = 0; i < count; i++) {
+        own.slot.share = checked_add(own.slot.share, found[i].slot.share);
+        found[i].slot.share = 0;
+        storage::write_slot(found[i]);
+        locks::took_slot(key, found[i].slot.number);
+    }
     return true;
 }
 

@@ -89,6 +89,15 @@ bool release(const Hold &seen, TimestampTz now, Turn &turn, bool &released);
 bool own_slot(AccountKey key, const Account &seen, const Turn &turn, TimestampTz now, SlotRow &row);
 
 /*
+ * own_slot(), then gather into it the shares of other slots that are free
+ * now (never waiting) until it can grant `amount`: true when it can (the
+ * credits are there, so granting is exact), false when even every free
+ * slot's share is too little (the slots gathered stay locked, unchanged).
+ */
+bool gather_in_own_slot(AccountKey key, const Account &seen, int64 amount, const Turn &turn, TimestampTz now,
+                        SlotRow &own);
+
+/*
  * Credits consumed past what a slot was dealt for it (a commit larger than
  * its hold, an overdraft) come out of its share as far as it goes; what the
  * share cannot pay freezes it (it grants nothing until the ledger deals

@@ -387,6 +387,13 @@ Look look_up(AccountKey key)
     return look;
 }
 
+/* End the call's SPI connection and reply. */
+Grant finish_with(const Grant &grant)
+{
+    storage::finish();
+    return grant;
+}
+
 /* How this call may take a slot of the account, given what the transaction holds of it (locks.hpp). */
 Turn turn_for(AccountKey key)
 {
@@ -605,10 +612,28 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
         Hold earlier;
         /* Busy: this transaction holds a slot, and another is taking the whole account, waiting for it (locks.hpp). */
         if (got == Spending::Busy) {
+            SlotRow own;
             if (idempotency_key != nullptr && storage::find_hold(key, *idempotency_key, earlier)) {
                 denial = escrow::reply(key, seen, true, now);
                 denial.has_reservation = true;
                 denial.reservation = earlier.id;
+            } else if (idempotency_key == nullptr && escrow::gather_in_own_slot(key, seen, amount, turn, now, own)) {
+                /* Free slots' shares cover it: granted in this transaction's slot, exactly.  (A keyed
+                   reserve belongs in its key's slot, where retries meet: it is denied instead.) */
+                Slot &slot = own.slot;
+                slot.held = checked_add(slot.held, amount);
+                escrow::pay_from_share(slot, amount);
+                if (expires_at != nullptr && (!slot.has_next_expiry || *expires_at < slot.next_expiry)) {
+                    slot.has_next_expiry = true;
+                    slot.next_expiry = *expires_at;
+                }
+                int64 const id = storage::insert_hold(key, amount, now, expires_at, nullptr, &slot.number);
+                storage::write_slot(own);
+                locks::took_slot(key, slot.number);
+                Grant grant = escrow::reply(key, seen, true, now);
+                grant.has_reservation = true;
+                grant.reservation = id;
+                return finish_with(grant);
             } else {
                 denial = escrow::reply(key, seen, false, now);
             }
@@ -739,8 +764,15 @@ Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
     if (got == Spending::Busy) {
         /* This transaction holds a slot and another is taking the whole account, waiting for it (locks.hpp). */
         SlotRow own;
-        if (!allow_overdraft) {
-            denial = escrow::reply(key, seen, false, now); /* the other transaction's call goes first */
+        if (!allow_overdraft && escrow::gather_in_own_slot(key, seen, amount, turn, now, own)) {
+            /* Free slots' shares cover it: granted in this transaction's slot, exactly. */
+            own.slot.used = checked_add(own.slot.used, amount);
+            escrow::pay_from_share(own.slot, amount);
+            storage::write_slot(own);
+            locks::took_slot(key, own.slot.number);
+            return finish_with(escrow::reply(key, seen, true, now));
+        } else if (!allow_overdraft) {
+            denial = escrow::reply(key, seen, false, now); /* what is left is in the other transaction's reach */
         } else if (escrow::own_slot(key, seen, turn, now, own)) {
             /* Usage that already happened is recorded, in a slot this transaction holds (or takes free). */
             own.slot.used = checked_add(own.slot.used, amount);

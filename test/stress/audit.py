@@ -28,7 +28,8 @@ What is checked (any failure exits 1):
     (set_slots NULL) all along
   * transactions of several calls on one account (charges, reserves, commits
     of the worker's own holds), committed or rolled back: no deadlock, and
-    only committed ones count
+    only committed ones count (a commit that would have to wait for a
+    transaction waiting for this one is refused with 55P03: rolled back)
   * each reservation settled at most once, as the client saw it: committed
     with the amount of its first commit, released when release said true
   * no error at all other than the crash's lost connections
@@ -180,31 +181,41 @@ def worker(n, deadline, ledger, crash_window):
                 # this worker's own holds there; committed or rolled back.  Never a deadlock.
                 writes, reserved, settled_here = 0, [], []
                 cur.execute("BEGIN")
-                for _ in range(rnd.randint(2, 4)):
-                    kind = rnd.random()
-                    own = [m for m in mine if m[1] == account]
-                    if kind < 0.3 and own:
-                        m = own[rnd.randrange(len(own))]
-                        mine.remove(m)
-                        g = call("SELECT %s FROM quota.commit_credit(%%s)" % GRANT_COLS, (m[0],))
-                        settled_here.append(m)
-                        writes += m[2]
-                    elif kind < 0.6:
-                        amount = rnd.randint(1, 3)
-                        g = call("SELECT %s FROM quota.reserve_credit(%%s, %%s, %%s)" % GRANT_COLS,
-                                 (team, amount, resource))
-                        if g[0]:
-                            reserved.append((g[1], account, amount))
-                    else:
-                        amount = rnd.randint(1, 3)
-                        g = call("SELECT %s FROM quota.charge_credit(%%s, %%s, %%s)" % GRANT_COLS,
-                                 (team, amount, resource))
-                        if g[0]:
-                            writes += amount
-                    with ledger.lock:
-                        ledger.inside.append((account, g))
-                    window = g[6]     # one transaction, one now(): every call in it has the same window
-                    ledger.calls["in a transaction"] += 1
+                try:
+                    for _ in range(rnd.randint(2, 4)):
+                        kind = rnd.random()
+                        own = [m for m in mine if m[1] == account]
+                        if kind < 0.3 and own:
+                            m = own[rnd.randrange(len(own))]
+                            mine.remove(m)
+                            settled_here.append(m)
+                            g = call("SELECT %s FROM quota.commit_credit(%%s)" % GRANT_COLS, (m[0],))
+                            writes += m[2]
+                        elif kind < 0.6:
+                            amount = rnd.randint(1, 3)
+                            g = call("SELECT %s FROM quota.reserve_credit(%%s, %%s, %%s)" % GRANT_COLS,
+                                     (team, amount, resource))
+                            if g[0]:
+                                reserved.append((g[1], account, amount))
+                        else:
+                            amount = rnd.randint(1, 3)
+                            g = call("SELECT %s FROM quota.charge_credit(%%s, %%s, %%s)" % GRANT_COLS,
+                                     (team, amount, resource))
+                            if g[0]:
+                                writes += amount
+                        with ledger.lock:
+                            ledger.inside.append((account, g))
+                        window = g[6]     # one transaction, one now(): every call in it has the same window
+                        ledger.calls["in a transaction"] += 1
+                except psycopg2.Error as e:
+                    if e.pgcode != "55P03":
+                        raise
+                    # A commit of this worker's hold whose slot is held by a transaction taking the whole
+                    # account, which waits for a slot this one holds: refused (55P03), not a deadlock.
+                    cur.execute("ROLLBACK")
+                    mine.extend(settled_here)
+                    ledger.calls["transactions refused (55P03)"] += 1
+                    continue
                 commit = rnd.random() < 0.8
                 # In flight from here on: a crash may or may not have committed it.
                 pending = ("block", account, writes, [m[0] for m in settled_here]) if commit else None
