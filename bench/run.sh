@@ -25,6 +25,7 @@
 # installs the extension, and runs its own throwaway cluster.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../test/lib/cluster.sh"
+origin=$(pwd)
 cd "$QUOTA_ROOT/bench"
 
 seconds=5
@@ -39,7 +40,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         --workloads) workloads=$2; shift 2 ;;
         --extras) extras=$2; shift 2 ;;
-        --out) out=$(realpath -m "$2"); shift 2 ;;
+        --out) out=$(cd "$origin" && realpath -m "$2"); shift 2 ;;
         --seconds) seconds=$2; shift 2 ;;
         --clients) clients_list=$2; shift 2 ;;
         --rounds) rounds=$2; shift 2 ;;
@@ -53,6 +54,7 @@ CONTENDERS=(bare_update pk_select conditional_update read_then_write for_update 
 work=$(mktemp -d /tmp/quota-bench.XXXXXX)
 chmod 777 "$work"
 results=$work/results.jsonl
+: >"$results"
 
 quota_setup
 QUOTA_PORT=54330 quota_start_cluster -c shared_buffers=512MB -c max_wal_size=8GB -c checkpoint_timeout=1h \
@@ -166,6 +168,7 @@ if [ "$extras" = yes ]; then
             sleep 1
         done
         echo "$script${3:+ (slotted)}|$transactions|$first|$last"
+        say "memory: $script${3:+ (slotted)}, $transactions transactions: RssAnon $first kB after warm-up, $last kB at the end" >&2
     }
     fixtures 1000000000000000 0
     say "backend memory: $memory_calls calls of charge_credit, then of reserve_credit + commit_credit"

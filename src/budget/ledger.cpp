@@ -422,7 +422,8 @@ bool may_wait(const Turn &turn, const Look &look)
  */
 void grow(AccountKey key, TimestampTz now)
 {
-    if (settings::auto_slots() == 0)
+    /* Pinned (read without a lock: only to save taking the whole account for nothing). */
+    if (settings::auto_slots() == 0 || !storage::slots_automatic(key))
         return;
     Locked locked;
     if (take(key, now, locked, false) != Got::Locked)
