@@ -436,8 +436,15 @@ bool own_slot(AccountKey key, const Account &seen, const Turn &turn, TimestampTz
 bool gather_in_own_slot(AccountKey key, const Account &seen, int64 amount, const Turn &turn, TimestampTz now,
                         SlotRow &own)
 {
-    if (!own_slot(key, seen, turn, now, own) || slot_frozen(own.slot))
+    if (!own_slot(key, seen, turn, now, own))
         return false;
+    /* own_slot() may have released expired holds: the slot is written whatever comes of the gathering. */
+    auto const give_up = [&own] {
+        storage::write_slot(own);
+        return false;
+    };
+    if (slot_frozen(own.slot))
+        return give_up();
     if (slot_covers(own.slot, amount))
         return true;
     auto const has_share = [now](const Slot &slot) { return slot_current(slot, now) && slot.share > 0; };
@@ -451,7 +458,7 @@ bool gather_in_own_slot(AccountKey key, const Account &seen, int64 amount, const
         count++;
     }
     if (gathered < amount)
-        return false;
+        return give_up();
     /* Shares move between slots this transaction holds: the account's total is unchanged. */
     for (int32 i = 0; i < count; i++) {
         own.slot.share = checked_add(own.slot.share, found[i].slot.share);

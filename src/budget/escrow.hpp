@@ -91,8 +91,9 @@ bool own_slot(AccountKey key, const Account &seen, const Turn &turn, TimestampTz
 /*
  * own_slot(), then gather into it the shares of other slots that are free
  * now (never waiting) until it can grant `amount`: true when it can (the
- * credits are there, so granting is exact), false when even every free
- * slot's share is too little (the slots gathered stay locked, unchanged).
+ * credits are there, so granting is exact; the caller writes `own`), false
+ * when even every free slot's share is too little (its own slot is written
+ * as own_slot() left it, the others stay locked, unchanged).
  */
 bool gather_in_own_slot(AccountKey key, const Account &seen, int64 amount, const Turn &turn, TimestampTz now,
                         SlotRow &own);

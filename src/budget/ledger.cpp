@@ -765,30 +765,28 @@ Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
     if (got == Spending::Busy) {
         /* This transaction holds a slot and another is taking the whole account, waiting for it (locks.hpp). */
         SlotRow own;
-        if (!allow_overdraft && escrow::gather_in_own_slot(key, seen, amount, turn, now, own)) {
+        if (escrow::gather_in_own_slot(key, seen, amount, turn, now, own)) {
             /* Free slots' shares cover it: granted in this transaction's slot, exactly. */
             own.slot.used = checked_add(own.slot.used, amount);
             escrow::pay_from_share(own.slot, amount);
             storage::write_slot(own);
             locks::took_slot(key, own.slot.number);
             return finish_with(escrow::reply(key, seen, true, now));
-        } else if (!allow_overdraft) {
-            denial = escrow::reply(key, seen, false, now); /* what is left is in the other transaction's reach */
-        } else if (escrow::own_slot(key, seen, turn, now, own)) {
-            /* Usage that already happened is recorded, in a slot this transaction holds (or takes free). */
-            own.slot.used = checked_add(own.slot.used, amount);
-            escrow::pay_from_share(own.slot, amount);
-            storage::write_slot(own);
-            locks::took_slot(key, own.slot.number);
-            denial = escrow::reply(key, seen, true, now);
-        } else {
+        }
+        if (allow_overdraft) {
+            /*
+             * Past what the free slots hold, an overdraft would need every slot frozen (or the other
+             * slots would go on granting from their shares while the account is over its limit), and
+             * some are in the other transaction's hands.
+             */
             throw Error(ERRCODE_LOCK_NOT_AVAILABLE,
                         format("could not record the overdraft on quota account \"%s\" for resource \"%s\" now",
                                storage::team_name(key), storage::resource_name(key)),
                         "Another transaction is taking the whole account and waits for a slot this transaction "
-                        "holds, and no slot is free.",
+                        "holds, and the free slots' shares do not cover the overdraft.",
                         "Retry the transaction.");
         }
+        denial = escrow::reply(key, seen, false, now); /* what is left is in the other transaction's reach */
     }
     if (got != Spending::Locked) {
         storage::finish();

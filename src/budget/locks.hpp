@@ -18,7 +18,12 @@
  *
  * So every wait is for a transaction that will not wait for the waiter:
  * no cycle can form among calls on one account.  (Calls on several
- * accounts lock them in call order; callers keep one order.)
+ * accounts lock them in call order; callers keep one order.)  A call under
+ * rule 2 that cannot have the account row therefore answers without the
+ * whole account (ledger.cpp): a spend or overdraft is granted when the
+ * shares of slots free now cover it; otherwise a spend is denied, and an
+ * overdraft, a settle of a hold in a slot it cannot lock, or an admin call
+ * raises 55P03.
  *
  * What a transaction holds is remembered per backend for the current
  * top-level transaction, conservatively: a slot given back by a rolled-back
