@@ -50,11 +50,16 @@ void interruptible()
  */
 template <typename Fits>
 Claim claim(AccountKey key, int32 number, bool wait, const Fits &fits, SlotRow &row,
-            TransactionId *holder = nullptr)
+            TransactionId *holder = nullptr, const SlotRow *first = nullptr)
 {
     for (int attempt = 0; attempt < kAttempts; attempt++) {
         interruptible();
-        if (!storage::peek_slot(key, number, row) || !fits(row.slot))
+        /* `first`: this slot as the call read it already (its version, if not the newest, is reported changed). */
+        if (attempt == 0 && first != nullptr)
+            row = *first;
+        else if (!storage::peek_slot(key, number, row))
+            return Claim::Unfit;
+        if (!fits(row.slot))
             return Claim::Unfit;
         switch (storage::lock_seen_slot(row, wait, holder)) {
         case SlotLock::Taken:
@@ -76,12 +81,17 @@ uint32 text_hash(Datum value)
                                    static_cast<int>(VARSIZE_ANY_EXHDR(flat))));
 }
 
+/* The slot a call tries first: the one its transaction holds (no other transaction can be in it), else its home. */
+int32 first_slot(const Turn &turn, int32 count)
+{
+    return turn.mine >= 0 && turn.mine < count ? turn.mine : home_slot(count);
+}
+
 /* Lock a slot that can grant `amount` now: the first free one, else (if it may) wait for the first busy one. */
 bool claim_covering(AccountKey key, int32 count, int64 amount, TimestampTz now, Turn &turn, SlotRow &row)
 {
     auto const serves = [amount, now](const Slot &slot) { return slot_current(slot, now) && slot_covers(slot, amount); };
-    /* A transaction's later calls try the slot it holds first: no other transaction can be in it. */
-    int32 const start = turn.mine >= 0 && turn.mine < count ? turn.mine : home_slot(count);
+    int32 const start = first_slot(turn, count);
     int32 busy = -1;
     /*
      * Crowded: every slot busy, each with a different transaction.  (One
@@ -92,7 +102,8 @@ bool claim_covering(AccountKey key, int32 count, int64 amount, TimestampTz now, 
     for (int32 i = 0; i < count; i++) {
         int32 const number = (start + i) % count;
         TransactionId holder = InvalidTransactionId;
-        Claim const found = claim(key, number, false, serves, row, &holder);
+        bool const read = i == 0 && turn.has_first && turn.first.slot.number == number;
+        Claim const found = claim(key, number, false, serves, row, &holder, read ? &turn.first : nullptr);
         if (found == Claim::Taken) {
             turn.slot = number;
             return true;
@@ -267,18 +278,37 @@ int64 expire_due(AccountKey key, Slot &slot, TimestampTz now)
     return expired.count;
 }
 
+void spend_in_slot(SlotRow &row, int64 amount)
+{
+    row.slot.used = checked_add(row.slot.used, amount);
+    take_share(row.slot, amount);
+    storage::write_slot(row);
+}
+
+int64 hold_in_slot(AccountKey key, SlotRow &row, int64 amount, TimestampTz now, const TimestampTz *expires_at,
+                   const Datum *idempotency_key)
+{
+    Slot &slot = row.slot;
+    slot.held = checked_add(slot.held, amount);
+    take_share(slot, amount);
+    if (expires_at != nullptr && (!slot.has_next_expiry || *expires_at < slot.next_expiry)) {
+        slot.has_next_expiry = true;
+        slot.next_expiry = *expires_at;
+    }
+    int64 const id = storage::insert_hold(key, amount, now, expires_at, idempotency_key, &slot.number);
+    storage::write_slot(row);
+    return id;
+}
+
 bool charge(AccountKey key, const Account &seen, const ItemPointerData &where, int64 amount, TimestampTz now,
             Turn &turn, Grant &grant)
 {
     SlotRow row;
     if (!storage::slots_direct() || !claim_covering(key, seen.slots, amount, now, turn, row))
         return false;
-    Slot &slot = row.slot;
-    expire_due(key, slot, now);
-    slot.used = checked_add(slot.used, amount);
-    take_share(slot, amount);
-    storage::write_slot(row);
-    grant = granted_reply(key, seen, where, slot, now);
+    expire_due(key, row.slot, now);
+    spend_in_slot(row, amount);
+    grant = granted_reply(key, seen, where, row.slot, now);
     return true;
 }
 
@@ -321,17 +351,9 @@ bool reserve(AccountKey key, const Account &seen, const ItemPointerData &where, 
     } else if (!claim_covering(key, seen.slots, amount, now, turn, row)) {
         return false;
     }
-    Slot &slot = row.slot;
-    expire_due(key, slot, now);
-    slot.held = checked_add(slot.held, amount);
-    take_share(slot, amount);
-    if (expires_at != nullptr && (!slot.has_next_expiry || *expires_at < slot.next_expiry)) {
-        slot.has_next_expiry = true;
-        slot.next_expiry = *expires_at;
-    }
-    int64 const id = storage::insert_hold(key, amount, now, expires_at, idempotency_key, &slot.number);
-    storage::write_slot(row);
-    grant = granted_reply(key, seen, where, slot, now);
+    expire_due(key, row.slot, now);
+    int64 const id = hold_in_slot(key, row, amount, now, expires_at, idempotency_key);
+    grant = granted_reply(key, seen, where, row.slot, now);
     grant.has_reservation = true;
     grant.reservation = id;
     return true;
@@ -415,6 +437,15 @@ bool release(const Hold &seen, TimestampTz now, Turn &turn, bool &released)
     return true;
 }
 
+namespace {
+
+/*
+ * For a transaction that holds a slot of the account and cannot have the
+ * rest of it now (locks.hpp): lock that slot again (it is this
+ * transaction's, so this never waits), or else any free slot, in the
+ * account's current window with its expired holds released.  False,
+ * nothing locked, when no slot is this transaction's or free.
+ */
 bool own_slot(AccountKey key, const Account &seen, const Turn &turn, TimestampTz now, SlotRow &row)
 {
     if (!storage::slots_direct())
@@ -432,6 +463,8 @@ bool own_slot(AccountKey key, const Account &seen, const Turn &turn, TimestampTz
     expire_due(key, row.slot, now);
     return true;
 }
+
+} // namespace
 
 bool gather_in_own_slot(AccountKey key, const Account &seen, int64 amount, const Turn &turn, TimestampTz now,
                         SlotRow &own)
@@ -469,29 +502,21 @@ bool gather_in_own_slot(AccountKey key, const Account &seen, int64 amount, const
     return true;
 }
 
-void pay_from_share(Slot &slot, int64 amount)
-{
-    if (slot.unlimited || slot_frozen(slot))
-        return;
-    slot.share = slot.share >= amount ? slot.share - amount : kFrozenShare;
-}
-
-bool slot_could_grant(AccountKey key, const Account &seen, int64 amount, TimestampTz now, const Turn &turn,
+bool slot_could_grant(AccountKey key, const Account &seen, int64 amount, TimestampTz now, Turn &turn,
                       Snapshot snapshot)
 {
-    int32 const number = turn.mine >= 0 && turn.mine < seen.slots ? turn.mine : home_slot(seen.slots);
-    Slot slot;
-    return storage::read_slot(key, number, snapshot, storage::Intent::Write, slot) && slot_current(slot, now) &&
-           slot_covers(slot, amount);
+    SlotRow &first = turn.first;
+    turn.has_first = storage::read_slot(key, first_slot(turn, seen.slots), snapshot, storage::Intent::Write, first);
+    return turn.has_first && slot_current(first.slot, now) && slot_covers(first.slot, amount);
 }
 
 bool has_credits_in_slot(AccountKey key, const Account &account, TimestampTz now)
 {
     Snapshot const snapshot = storage::take_snapshot(storage::Intent::Read);
-    Slot slot;
-    bool const found = storage::read_slot(key, home_slot(account.slots), snapshot, storage::Intent::Read, slot);
+    SlotRow row;
+    bool const found = storage::read_slot(key, home_slot(account.slots), snapshot, storage::Intent::Read, row);
     storage::drop_snapshot(snapshot);
-    return found && slot_current(slot, now) && !slot.unlimited && slot.share > 0;
+    return found && slot_current(row.slot, now) && !row.slot.unlimited && row.slot.share > 0;
 }
 
 Grant reply(AccountKey key, Account seen, bool granted, TimestampTz now, storage::Intent intent)

@@ -33,6 +33,8 @@ struct Turn {
     int32 mine = -1;
     bool crowded = false;
     int32 slot = -1;
+    bool has_first = false; /* slot_could_grant() read the slot the claim tries first: `first` */
+    SlotRow first;
 };
 
 /* The slot a call starts looking from: the backend's own, so concurrent backends spread over the slots. */
@@ -60,9 +62,10 @@ bool reserve(AccountKey key, const Account &seen, const ItemPointerData &where, 
  * True when one slot (the transaction's own, else the backend's home slot)
  * can grant `amount` now under `snapshot`: then the account can, and no
  * denial can be proved from the snapshot (found with one slot read instead
- * of every slot's).
+ * of every slot's).  The slot read is kept in `turn`: the fast path's claim
+ * starts from it instead of reading it again.
  */
-bool slot_could_grant(AccountKey key, const Account &seen, int64 amount, TimestampTz now, const Turn &turn,
+bool slot_could_grant(AccountKey key, const Account &seen, int64 amount, TimestampTz now, Turn &turn,
                       Snapshot snapshot);
 
 /*
@@ -80,33 +83,23 @@ bool release(const Hold &seen, TimestampTz now, Turn &turn, bool &released);
 /*
  * For a transaction that holds a slot of the account and cannot have the
  * rest of it now (another transaction is taking the whole account and waits
- * for this one; locks.hpp): lock that slot again (it is this transaction's,
- * so this never waits), or else any free slot, in the account's current
- * window with its expired holds released, so an overdraft that must not be
- * refused can be recorded there.  False, nothing locked, when no slot is
- * this transaction's or free.
- */
-bool own_slot(AccountKey key, const Account &seen, const Turn &turn, TimestampTz now, SlotRow &row);
-
-/*
- * own_slot(), then gather into it the shares of other slots that are free
- * now (never waiting) until it can grant `amount`: true when it can (the
- * credits are there, so granting is exact; the caller writes `own`), false
- * when even every free slot's share is too little (its own slot is written
- * as own_slot() left it, the others stay locked, unchanged).
+ * for this one; locks.hpp): lock that slot again (never waiting), or else a
+ * free one, and gather into it the shares of other slots that are free now
+ * until it can grant `amount`.  True when it can (the credits are there, so
+ * granting is exact: spend_in_slot() or hold_in_slot() next), false when
+ * even every free slot's share is too little (its own slot is written as
+ * releasing its expired holds left it, the others stay locked, unchanged).
  */
 bool gather_in_own_slot(AccountKey key, const Account &seen, int64 amount, const Turn &turn, TimestampTz now,
                         SlotRow &own);
 
 /*
- * Credits consumed past what a slot was dealt for it (a commit larger than
- * its hold, an overdraft) come out of its share as far as it goes; what the
- * share cannot pay freezes it (it grants nothing until the ledger deals
- * again), so the account exceeds its limit by at most that consumption, as
- * the contract allows for it.
+ * A grant in a locked slot that covers it, written: a charge (into used),
+ * or a hold (into held, with its row; returns its id).
  */
-void pay_from_share(Slot &slot, int64 amount);
-
+void spend_in_slot(SlotRow &row, int64 amount);
+int64 hold_in_slot(AccountKey key, SlotRow &row, int64 amount, TimestampTz now, const TimestampTz *expires_at,
+                   const Datum *idempotency_key);
 
 /*
  * A slotted account as a reply reports it: the account row's own used and

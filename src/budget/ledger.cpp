@@ -315,14 +315,25 @@ void adjust_slots(Locked &locked)
     locked.unpinned = true;
 }
 
-Grant reply(Locked &locked, bool granted, TimestampTz now)
+/*
+ * Write the locked account back: automatic slotting applied, the shares
+ * dealt, the slots and the row that changed written.  Returns the whole
+ * account (totals()).
+ */
+Account store(Locked &locked)
 {
     adjust_slots(locked);
-    Grant grant = grant_of(write_back(locked), granted, now);
+    Account const sum = write_back(locked);
     if (locked.dirty)
         storage::update_account(locked.row, locked.account);
     if (locked.unpinned)
         storage::pin_slots(locked.key, false); /* after the row's direct update (see slots_automatic) */
+    return sum;
+}
+
+Grant reply(Locked &locked, bool granted, TimestampTz now)
+{
+    Grant grant = grant_of(store(locked), granted, now);
     storage::finish();
     return grant;
 }
@@ -429,12 +440,7 @@ void grow(AccountKey key, TimestampTz now)
     if (take(key, now, locked, false) != Got::Locked)
         return;
     locked.crowded = true;
-    adjust_slots(locked);
-    write_back(locked);
-    if (locked.dirty)
-        storage::update_account(locked.row, locked.account);
-    if (locked.unpinned)
-        storage::pin_slots(locked.key, false);
+    store(locked);
 }
 
 /* After the fast path served a call: remember its slot, and grow the slots if it had to wait for one. */
@@ -507,8 +513,8 @@ Locked lock_hold_account(const Hold &hold, int64 reservation, TimestampTz now, c
  * transaction snapshot may be older).  A reserve whose idempotency key
  * already has a hold is not a denial: the locking path returns that hold.
  */
-bool denied_by_snapshot(AccountKey key, const Look &look, int64 amount, const Datum *idempotency_key,
-                        const Turn &turn, TimestampTz now, Grant &denial)
+bool denied_by_snapshot(AccountKey key, const Look &look, int64 amount, const Datum *idempotency_key, Turn &turn,
+                        TimestampTz now, Grant &denial)
 {
     Account const &seen = look.account;
     if (seen.unlimited || IsolationUsesXactSnapshot())
@@ -621,16 +627,8 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
             } else if (idempotency_key == nullptr && escrow::gather_in_own_slot(key, seen, amount, turn, now, own)) {
                 /* Free slots' shares cover it: granted in this transaction's slot, exactly.  (A keyed
                    reserve belongs in its key's slot, where retries meet: it is denied instead.) */
-                Slot &slot = own.slot;
-                slot.held = checked_add(slot.held, amount);
-                escrow::pay_from_share(slot, amount);
-                if (expires_at != nullptr && (!slot.has_next_expiry || *expires_at < slot.next_expiry)) {
-                    slot.has_next_expiry = true;
-                    slot.next_expiry = *expires_at;
-                }
-                int64 const id = storage::insert_hold(key, amount, now, expires_at, nullptr, &slot.number);
-                storage::write_slot(own);
-                locks::took_slot(key, slot.number);
+                int64 const id = escrow::hold_in_slot(key, own, amount, now, expires_at, nullptr);
+                locks::took_slot(key, own.slot.number);
                 Grant grant = escrow::reply(key, seen, true, now);
                 grant.has_reservation = true;
                 grant.reservation = id;
@@ -767,9 +765,7 @@ Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
         SlotRow own;
         if (escrow::gather_in_own_slot(key, seen, amount, turn, now, own)) {
             /* Free slots' shares cover it: granted in this transaction's slot, exactly. */
-            own.slot.used = checked_add(own.slot.used, amount);
-            escrow::pay_from_share(own.slot, amount);
-            storage::write_slot(own);
+            escrow::spend_in_slot(own, amount);
             locks::took_slot(key, own.slot.number);
             return finish_with(escrow::reply(key, seen, true, now));
         }

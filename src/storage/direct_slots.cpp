@@ -69,29 +69,7 @@ bool slots_direct()
     });
 }
 
-bool peek_slot(AccountKey key, int32 number, SlotRow &out)
-{
-    return bridge::guarded_value([&] {
-        TableLayout layout;
-        Relation rel = open_table(kSlots, RowExclusiveLock, layout);
-        if (!layout.direct)
-            elog(ERROR, "quota.slots read directly while not as installed");
-        Snapshot snapshot = fresh_snapshot();
-        TupleTableSlot *tuple = table_slot_create(rel, nullptr);
-        Datum const keys[3] = {key.team, key.resource, Int32GetDatum(number)};
-        bool const found = find_row(rel, kSlots, layout, keys, snapshot, tuple);
-        if (found) {
-            out.slot = slot_in(layout, tuple);
-            out.row = tuple->tts_tid;
-        }
-        ExecDropSingleTupleTableSlot(tuple);
-        table_close(rel, NoLock);
-        UnregisterSnapshot(snapshot);
-        return found;
-    });
-}
-
-bool read_slot(AccountKey key, int32 number, Snapshot snapshot, Intent intent, Slot &out)
+bool read_slot(AccountKey key, int32 number, Snapshot snapshot, Intent intent, SlotRow &out)
 {
     return bridge::guarded_value([&] {
         TableLayout layout;
@@ -101,13 +79,23 @@ bool read_slot(AccountKey key, int32 number, Snapshot snapshot, Intent intent, S
             TupleTableSlot *tuple = table_slot_create(rel, nullptr);
             Datum const keys[3] = {key.team, key.resource, Int32GetDatum(number)};
             found = find_row(rel, kSlots, layout, keys, snapshot, tuple);
-            if (found)
-                out = slot_in(layout, tuple);
+            if (found) {
+                out.slot = slot_in(layout, tuple);
+                out.row = tuple->tts_tid;
+            }
             ExecDropSingleTupleTableSlot(tuple);
         }
         table_close(rel, NoLock);
         return found;
     });
+}
+
+bool peek_slot(AccountKey key, int32 number, SlotRow &out)
+{
+    Snapshot const snapshot = bridge::guarded_value([] { return fresh_snapshot(); });
+    bool const found = read_slot(key, number, snapshot, Intent::Write, out);
+    bridge::guarded([snapshot] { UnregisterSnapshot(snapshot); });
+    return found;
 }
 
 SlotLock lock_seen_slot(const SlotRow &row, bool wait, TransactionId *holder)
@@ -161,10 +149,8 @@ void write_slot(const SlotRow &row)
     });
 }
 
-namespace {
-
 /* Add one slot to a reply's totals. */
-void add_slot(SlotTotals &totals, const Slot &slot, TimestampTz now)
+void add_slot_totals(SlotTotals &totals, const Slot &slot, TimestampTz now)
 {
     bool overflow = false;
     /*
@@ -190,8 +176,6 @@ void add_slot(SlotTotals &totals, const Slot &slot, TimestampTz now)
     if (overflow)
         throw Error(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "credit total out of range");
 }
-
-} // namespace
 
 int32 scan_slots(AccountKey key, Snapshot snapshot, Slot *out, int32 capacity)
 {
@@ -221,11 +205,6 @@ int32 scan_slots(AccountKey key, Snapshot snapshot, Slot *out, int32 capacity)
     });
 }
 
-void add_slot_totals(SlotTotals &totals, const Slot &slot, TimestampTz now)
-{
-    add_slot(totals, slot, now);
-}
-
 SlotTotals slot_totals(AccountKey key, TimestampTz now, Snapshot snapshot, Account &account)
 {
     SlotTotals totals;
@@ -235,11 +214,11 @@ SlotTotals slot_totals(AccountKey key, TimestampTz now, Snapshot snapshot, Accou
     int32 const count = scan_slots(key, snapshot, found, kMaxSlots);
     if (count >= 0) {
         for (int32 i = 0; i < count; i++)
-            add_slot(totals, found[i], now);
+            add_slot_totals(totals, found[i], now);
         return totals;
     }
     for (Slot const &slot : read_slots(key, snapshot))
-        add_slot(totals, slot, now);
+        add_slot_totals(totals, slot, now);
     return totals;
 }
 

@@ -163,7 +163,7 @@ void delete_slot_rows_from(AccountKey key, int32 from);
  */
 bool slots_direct();
 
-/* The newest committed version of slot `number` of the account (a fresh snapshot); false when none. */
+/* read_slot() under a fresh snapshot (the newest committed version, and this transaction's own). */
 bool peek_slot(AccountKey key, int32 number, SlotRow &out);
 
 /*
@@ -171,7 +171,7 @@ bool peek_slot(AccountKey key, int32 number, SlotRow &out);
  * (Intent::Read: the table locked as a reader, which a standby allows);
  * false when none, or when quota.slots is not as installed.
  */
-bool read_slot(AccountKey key, int32 number, Snapshot snapshot, storage::Intent intent, Slot &out);
+bool read_slot(AccountKey key, int32 number, Snapshot snapshot, storage::Intent intent, SlotRow &out);
 
 /*
  * Every slot of the account under `snapshot`, at most `capacity` of them,
