@@ -31,7 +31,7 @@ REGRESS_OPTS = --inputdir=.
 # isolation tester: test/specs/<name>.spec against test/expected/<name>.out
 ISOLATION    = last_credit reserve_vs_charge commit_vs_release double_settle \
                expire_vs_commit readers_never_wait rollover_vs_charge idempotent_retry \
-               slots_last_credit slots_rebalance_vs_commit slots_count_changed slots_multi_call slots_automatic slots_gather \
+               slots_last_credit slots_rebalance_vs_commit slots_count_changed slots_multi_call slots_automatic slots_gather slots_not_installed \
                create_index_while_waiting create_index_while_waiting_accounts concurrently_while_spending \
                denials_never_wait
 ISOLATION_OPTS = --inputdir=test --load-extension=quota

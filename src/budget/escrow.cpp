@@ -137,7 +137,7 @@ void take_share(Slot &slot, int64 amount)
 /* The account a hold belongs to, as the snapshot shows it (and where its row is), if it is slotted. */
 bool slotted_account(AccountKey key, Account &account, ItemPointerData &where)
 {
-    return storage::slots_direct() && storage::fetch_account(key, account, nullptr, &where) && account.slots > 0;
+    return storage::fetch_account(key, account, nullptr, &where) && account.slots > 0;
 }
 
 /*
@@ -304,7 +304,7 @@ bool charge(AccountKey key, const Account &seen, const ItemPointerData &where, i
             Turn &turn, Grant &grant)
 {
     SlotRow row;
-    if (!storage::slots_direct() || !claim_covering(key, seen.slots, amount, now, turn, row))
+    if (!claim_covering(key, seen.slots, amount, now, turn, row))
         return false;
     expire_due(key, row.slot, now);
     spend_in_slot(row, amount);
@@ -315,8 +315,6 @@ bool charge(AccountKey key, const Account &seen, const ItemPointerData &where, i
 bool reserve(AccountKey key, const Account &seen, const ItemPointerData &where, int64 amount,
              const TimestampTz *expires_at, const Datum *idempotency_key, TimestampTz now, Turn &turn, Grant &grant)
 {
-    if (!storage::slots_direct())
-        return false;
     SlotRow row;
     if (idempotency_key != nullptr) {
         /*
@@ -448,8 +446,6 @@ namespace {
  */
 bool own_slot(AccountKey key, const Account &seen, const Turn &turn, TimestampTz now, SlotRow &row)
 {
-    if (!storage::slots_direct())
-        return false;
     auto const any = [](const Slot &) { return true; };
     /* The slot it holds (locking it again never waits), else any free one: never wait here. */
     bool taken = turn.mine >= 0 && turn.mine < seen.slots && claim(key, turn.mine, false, any, row) == Claim::Taken;

@@ -11,10 +11,11 @@
  * change to a slot's holds also writes the slot, so a locked version that
  * is still the newest is consistent with the holds read after it.
  *
- * Used only while table.hpp's check passes on quota.slots (judged after
- * the writing call has locked it, so it holds for the whole call);
- * otherwise slotted accounts take the ledger's SQL path for every call,
- * and replies sum the slots with SQL (slots.cpp).
+ * Reads and writes are direct only while table.hpp's check passes on
+ * quota.slots (judged after the writing call has locked it); otherwise a
+ * slot is read and written with SQL (slots.cpp), and replies sum the slots
+ * with SQL.  Locking one version is the same either way: table_tuple_lock()
+ * touches no index, constraint or column.
  */
 #include "storage/store.hpp"
 
@@ -71,10 +72,12 @@ bool slots_direct()
 
 bool read_slot(AccountKey key, int32 number, Snapshot snapshot, Intent intent, SlotRow &out)
 {
-    return bridge::guarded_value([&] {
+    bool direct = false;
+    bool const found = bridge::guarded_value([&] {
         TableLayout layout;
         Relation rel = open_table(kSlots, intent == Intent::Write ? RowExclusiveLock : AccessShareLock, layout);
         bool found = false;
+        direct = layout.direct;
         if (layout.direct) {
             TupleTableSlot *tuple = table_slot_create(rel, nullptr);
             Datum const keys[3] = {key.team, key.resource, Int32GetDatum(number)};
@@ -88,6 +91,7 @@ bool read_slot(AccountKey key, int32 number, Snapshot snapshot, Intent intent, S
         table_close(rel, NoLock);
         return found;
     });
+    return direct ? found : read_slot_sql(key, number, snapshot, out);
 }
 
 bool peek_slot(AccountKey key, int32 number, SlotRow &out)
@@ -134,11 +138,13 @@ SlotLock lock_seen_slot(const SlotRow &row, bool wait, TransactionId *holder)
 
 void write_slot(const SlotRow &row)
 {
-    bridge::guarded([&] {
+    bool const direct = bridge::guarded_value([&] {
         TableLayout layout;
         Relation rel = open_table(kSlots, RowExclusiveLock, layout);
-        if (!layout.direct)
-            elog(ERROR, "quota.slots written directly while not as installed");
+        if (!layout.direct) {
+            table_close(rel, NoLock);
+            return false;
+        }
         Slot const &slot = row.slot;
         Datum const values[] = {TimestampTzGetDatum(slot.window_start), TimestampTzGetDatum(slot.resets_at),
                                 Int64GetDatum(slot.used),                Int64GetDatum(slot.held),
@@ -146,7 +152,10 @@ void write_slot(const SlotRow &row)
         bool const isnull[] = {false, !slot.has_resets_at, false, false, slot.unlimited, !slot.has_next_expiry};
         rewrite_row(rel, layout, row.row, kSlotFirstColumn, 6, values, isnull);
         table_close(rel, NoLock);
+        return true;
     });
+    if (!direct)
+        write_slot_sql(row); /* the executor checks what was added to the table */
 }
 
 /* Add one slot to a reply's totals. */

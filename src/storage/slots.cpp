@@ -27,6 +27,10 @@ Statement lock_all_slots_sql = {
     "SELECT s.ctid, " SLOT_COLUMNS " FROM ONLY quota.slots s WHERE " SLOTS_OF("$1", "$2") " ORDER BY s.slot FOR UPDATE",
     nullptr, 2, {TEXTOID, TEXTOID}};
 
+Statement one_slot_sql = {
+    "SELECT s.ctid, " SLOT_COLUMNS " FROM ONLY quota.slots s WHERE " SLOTS_OF("$1", "$2") " AND s.slot" EQ "$3",
+    nullptr, 3, {TEXTOID, TEXTOID, INT4OID}};
+
 Statement read_slots_sql = {
     "SELECT s.ctid, " SLOT_COLUMNS " FROM ONLY quota.slots s WHERE " SLOTS_OF("$1", "$2"), nullptr, 2, {TEXTOID, TEXTOID}};
 
@@ -132,6 +136,25 @@ std::vector<Slot> read_slots(AccountKey key, Snapshot snapshot)
         slots.push_back(slot_row(i).slot);
     finish();
     return slots;
+}
+
+bool read_slot_sql(AccountKey key, int32 number, Snapshot snapshot, SlotRow &out)
+{
+    Datum values[3] = {key.team, key.resource, Int32GetDatum(number)};
+    connect(); /* as read_slots() */
+    execute(one_slot_sql, values, nullptr, true, snapshot);
+    bool const found = SPI_processed > 0;
+    if (found)
+        out = slot_row(0);
+    finish();
+    return found;
+}
+
+void write_slot_sql(const SlotRow &row)
+{
+    connect();
+    update_slot(row);
+    finish();
 }
 
 void update_slot(const SlotRow &row)

@@ -144,6 +144,10 @@ struct SlotRow {
 /* Every slot of the account under `snapshot`, with SQL (when quota.slots is not as installed). */
 std::vector<Slot> read_slots(AccountKey key, Snapshot snapshot);
 
+/* read_slot() and write_slot() with SQL, for when quota.slots is not as installed. */
+bool read_slot_sql(AccountKey key, int32 number, Snapshot snapshot, SlotRow &out);
+void write_slot_sql(const SlotRow &row);
+
 /* Lock every slot of the account, in slot order (the caller holds the account row). */
 std::vector<SlotRow> lock_all_slots(AccountKey key);
 
@@ -159,7 +163,9 @@ void delete_slot_rows_from(AccountKey key, int32 from);
 
 /*
  * True while quota.slots is as the extension made it (judged with the table
- * locked); otherwise slotted accounts take the ledger's path.
+ * locked); otherwise read_slot() and write_slot() use SQL (the executor
+ * checks what was added to the table), and automatic slotting makes no new
+ * slots.
  */
 bool slots_direct();
 
@@ -169,7 +175,7 @@ bool peek_slot(AccountKey key, int32 number, SlotRow &out);
 /*
  * Slot `number` under `snapshot` (from take_snapshot()), for a reader
  * (Intent::Read: the table locked as a reader, which a standby allows);
- * false when none, or when quota.slots is not as installed.
+ * false when none.  With SQL when quota.slots is not as installed.
  */
 bool read_slot(AccountKey key, int32 number, Snapshot snapshot, storage::Intent intent, SlotRow &out);
 
@@ -191,7 +197,10 @@ enum class SlotLock { Taken, Busy, Changed };
  */
 SlotLock lock_seen_slot(const SlotRow &row, bool wait, TransactionId *holder = nullptr);
 
-/* Write back a slot locked by lock_seen_slot(). */
+/*
+ * Write back a slot locked by lock_seen_slot() (with SQL when quota.slots is
+ * not as installed).  Locking a version needs no layout: it is the same either way.
+ */
 void write_slot(const SlotRow &row);
 
 /*
