@@ -14,6 +14,8 @@ OBJS = \
 	src/storage/slots.o \
 	src/storage/direct_slots.o \
 	src/budget/settings.o \
+	src/budget/alerts.o \
+	src/storage/history.o \
 	src/entry/functions.o
 DATA         = $(wildcard sql/quota--*.sql)
 
@@ -26,12 +28,13 @@ EXTRA_CLEAN  = $(OBJS:.o=.o.d) $(OBJS:.o=.bc.d)
 SHLIB_LINK  += -lstdc++
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS      = setup accounts spending holds periods bad_input security settings table_changes slots inspection hardening
+REGRESS      = setup accounts spending holds periods bad_input security settings table_changes slots history inspection hardening
 REGRESS_OPTS = --inputdir=.
 # isolation tester: test/specs/<name>.spec against test/expected/<name>.out
 ISOLATION    = last_credit reserve_vs_charge commit_vs_release double_settle \
                expire_vs_commit readers_never_wait rollover_vs_charge idempotent_retry \
                slots_last_credit slots_rebalance_vs_commit slots_count_changed slots_multi_call slots_automatic slots_gather slots_not_installed \
+               alerts_once history_rollover_vs_charge purge_vs_commit \
                create_index_while_waiting create_index_while_waiting_accounts concurrently_while_spending \
                denials_never_wait
 ISOLATION_OPTS = --inputdir=test --load-extension=quota

@@ -33,3 +33,195 @@ ALTER TABLE quota.accounts ADD COLUMN slots_pinned boolean;
 
 COMMENT ON FUNCTION quota.set_slots(text, integer, text)
     IS 'pin a hot account''s slot count (0: no slots; NULL: automatic slotting decides)';
+
+--------------------------------------------------------------------------
+-- History: the closed windows of accounts with a period.  A call that
+-- rolls an account over (lazily, in whichever transaction touches it)
+-- writes what the closed window ended with: one part for the account row
+-- (part -1) and one for each slot that had used credits in it (part =
+-- slot number; each part is written by the holder of that row's lock
+-- only, so parts never wait for one another).  quota.usage_history adds
+-- the windows that have ended but were not rolled over yet, as
+-- quota.usage reports rolled-over state before a write.
+--------------------------------------------------------------------------
+CREATE TABLE quota.history (
+    team         text        NOT NULL,
+    resource     text        NOT NULL,
+    window_start timestamptz NOT NULL,
+    part         integer     NOT NULL,  -- -1: the account row; n: slot n
+    window_end   timestamptz NOT NULL,
+    credit_limit bigint      NOT NULL,
+    unlimited    boolean     NOT NULL,
+    used         bigint      NOT NULL,
+    PRIMARY KEY (team, resource, window_start, part)
+);
+
+COMMENT ON TABLE quota.history IS 'quota: what closed windows ended with; read it through quota.usage_history';
+
+CREATE INDEX history_window_start ON quota.history (window_start);
+CREATE INDEX history_window_end ON quota.history (window_end);
+
+CREATE VIEW quota.usage_history AS
+SELECT p.team,
+       p.resource,
+       p.window_start,
+       pg_catalog.max(p.window_end) AS window_end,
+       (pg_catalog.array_agg(p.credit_limit ORDER BY p.part))[1] AS credit_limit,
+       (pg_catalog.array_agg(p.unlimited ORDER BY p.part))[1] AS unlimited,
+       CAST(pg_catalog.sum(p.used) AS bigint) AS used
+  FROM (SELECT h.team, h.resource, h.window_start, h.part, h.window_end, h.credit_limit, h.unlimited, h.used
+          FROM quota.history h
+        UNION ALL
+        -- an account row whose window has ended, not rolled over yet
+        SELECT a.team, a.resource, a.window_start, -1, a.resets_at, a.credit_limit, a.unlimited, a.used
+          FROM quota.accounts a
+         WHERE a.resets_at OPERATOR(pg_catalog.<=) pg_catalog.now()
+        UNION ALL
+        -- a slot whose window has ended, not rolled over yet
+        SELECT s.team, s.resource, s.window_start, s.slot, s.resets_at, a.credit_limit, a.unlimited, s.used
+          FROM quota.slots s
+          JOIN quota.accounts a ON a.team OPERATOR(pg_catalog.=) s.team
+                               AND a.resource OPERATOR(pg_catalog.=) s.resource
+         WHERE s.resets_at OPERATOR(pg_catalog.<=) pg_catalog.now()
+           AND s.used OPERATOR(pg_catalog.<>) 0) p
+ GROUP BY p.team, p.resource, p.window_start;
+
+COMMENT ON VIEW quota.usage_history IS 'every closed window of a budget with a period, and what it ended with';
+
+--------------------------------------------------------------------------
+-- Alerts: thresholds (percent of credit_limit) per account, or from
+-- quota.default_alerts; one event per (team, resource, window_start,
+-- threshold), raised by the spending call that makes used + held reach
+-- it, with pg_notify('quota_events', <the row as JSON>).
+--------------------------------------------------------------------------
+CREATE TABLE quota.alert_settings (
+    team       text      NOT NULL,
+    resource   text      NOT NULL,
+    thresholds integer[] NOT NULL,
+    PRIMARY KEY (team, resource)
+);
+
+COMMENT ON TABLE quota.alert_settings IS 'quota: alert thresholds set by quota.set_alerts()';
+
+CREATE SEQUENCE quota.events_id_seq;
+
+CREATE TABLE quota.events (
+    id           bigint      NOT NULL DEFAULT nextval('quota.events_id_seq') PRIMARY KEY,
+    team         text        NOT NULL,
+    resource     text        NOT NULL,
+    window_start timestamptz NOT NULL,
+    resets_at    timestamptz,            -- when the window ends; NULL: the budget never resets
+    threshold    integer     NOT NULL,   -- percent of credit_limit
+    used         bigint      NOT NULL,
+    held         bigint      NOT NULL,
+    credit_limit bigint      NOT NULL,
+    created_at   timestamptz NOT NULL,
+    UNIQUE (team, resource, window_start, threshold)
+);
+
+ALTER SEQUENCE quota.events_id_seq OWNED BY quota.events.id;
+
+COMMENT ON TABLE quota.events IS 'quota alerts: one row per threshold crossed per window (also sent on channel quota_events)';
+
+CREATE INDEX events_resets_at ON quota.events (resets_at);
+
+-- Backends cache each account's thresholds; a change to them tells every backend.
+CREATE FUNCTION quota._alert_settings_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'quota_alert_settings_changed'
+LANGUAGE C;
+
+CREATE TRIGGER alert_settings_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON quota.alert_settings
+    FOR EACH STATEMENT EXECUTE FUNCTION quota._alert_settings_changed();
+
+CREATE FUNCTION quota.set_alerts(
+    team text,
+    thresholds integer[],
+    resource text DEFAULT 'credits')
+RETURNS void
+AS 'MODULE_PATHNAME', 'quota_set_alerts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION quota.set_alerts(text, integer[], text)
+    IS 'alert thresholds in percent of credit_limit (1..1000); NULL or empty: none of its own (quota.default_alerts)';
+
+--------------------------------------------------------------------------
+-- Retention.
+--------------------------------------------------------------------------
+CREATE FUNCTION quota.purge_holds(settled_before timestamptz DEFAULT pg_catalog.now() OPERATOR(pg_catalog.-) interval '7 days')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    after_id bigint := 0;
+    last_id  bigint;
+    gone     bigint;
+    total    bigint := 0;
+BEGIN
+    IF settled_before IS NULL THEN
+        RAISE EXCEPTION 'settled_before must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the instant before which settled holds are deleted, e.g. now() - interval ''7 days''.';
+    END IF;
+    -- Along the primary key, 10,000 ids at a time: each batch is one short
+    -- index range; rows another transaction holds are left for next time.
+    LOOP
+        SELECT max(b.id) INTO last_id
+          FROM (SELECT h.id FROM ONLY quota.holds h WHERE h.id > after_id ORDER BY h.id LIMIT 10000) b;
+        EXIT WHEN last_id IS NULL;
+        WITH doomed AS (
+            SELECT h.id FROM ONLY quota.holds h
+             WHERE h.id > after_id AND h.id <= last_id
+               AND h.state <> 'open' AND h.settled_at < settled_before
+               FOR UPDATE SKIP LOCKED)
+        DELETE FROM ONLY quota.holds h USING doomed d
+         WHERE h.id = d.id AND h.state <> 'open';
+        GET DIAGNOSTICS gone = ROW_COUNT;
+        total := total + gone;
+        after_id := last_id;
+    END LOOP;
+    RETURN total;
+END
+$$;
+
+COMMENT ON FUNCTION quota.purge_holds(timestamptz)
+    IS 'delete holds settled before the instant (7 days ago by default); returns how many';
+
+CREATE FUNCTION quota.purge_history(ended_before timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    windows bigint;
+BEGIN
+    IF ended_before IS NULL THEN
+        RAISE EXCEPTION 'ended_before must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the instant before which closed windows are deleted.';
+    END IF;
+    WITH gone AS (
+        DELETE FROM ONLY quota.history h WHERE h.window_end < ended_before
+        RETURNING h.team, h.resource, h.window_start)
+    SELECT count(*) INTO windows FROM (SELECT DISTINCT g.team, g.resource, g.window_start FROM gone g) w;
+    DELETE FROM ONLY quota.events e WHERE e.resets_at < ended_before;
+    RETURN windows;
+END
+$$;
+
+COMMENT ON FUNCTION quota.purge_history(timestamptz)
+    IS 'delete the history and alert events of windows that ended before the instant; returns how many windows';
+
+SELECT pg_catalog.pg_extension_config_dump('quota.history', '');
+SELECT pg_catalog.pg_extension_config_dump('quota.alert_settings', '');
+SELECT pg_catalog.pg_extension_config_dump('quota.events', '');
+SELECT pg_catalog.pg_extension_config_dump('quota.events_id_seq', '');
+
+REVOKE ALL ON quota.history, quota.alert_settings, quota.events, quota.events_id_seq FROM PUBLIC;
+GRANT SELECT ON quota.usage_history, quota.events TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION quota.set_alerts(text, integer[], text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION quota.purge_holds(timestamptz) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION quota.purge_history(timestamptz) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION quota._alert_settings_changed() FROM PUBLIC;

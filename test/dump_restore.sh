@@ -23,6 +23,16 @@ SELECT quota.set_account('hot', 50);
 SELECT quota.set_slots('hot', 4);
 SELECT quota.charge_credit('hot', 3);
 SELECT quota.reserve_credit('hot', 2, hold_for => NULL, idempotency_key => 'slotted-one');
+-- 1.2: alert settings, events and history.
+SELECT quota.set_alerts('acme', '{50, 100}');
+SELECT quota.set_account('old', 10, period => '1 day', anchor => '2024-01-01 00:00+00');
+SELECT quota.set_alerts('old', '{20}');
+SELECT quota.charge_credit('old', 3);
+UPDATE quota.accounts SET window_start = window_start - interval '1 day', resets_at = resets_at - interval '1 day'
+ WHERE team = 'old';
+UPDATE quota.events SET window_start = window_start - interval '1 day', resets_at = resets_at - interval '1 day'
+ WHERE team = 'old';
+SELECT quota.charge_credit('old', 4);
 SQL
 state="SELECT string_agg(row(u.*)::text, E'\n' ORDER BY team, resource) FROM quota.usage u;"
 holds="SELECT string_agg(row(h.*)::text, E'\n' ORDER BY id) FROM quota.holds h;"
@@ -30,6 +40,11 @@ slots="SELECT string_agg(row(s.*)::text, E'\n' ORDER BY team, resource, slot) FR
 before_usage=$(psql_in quota_dump_src "$state")
 before_holds=$(psql_in quota_dump_src "$holds")
 before_slots=$(psql_in quota_dump_src "$slots")
+extra="SELECT (SELECT string_agg(row(e.*)::text, E'\n' ORDER BY id) FROM quota.events e) || E'\n' ||
+              (SELECT string_agg(row(h.*)::text, E'\n' ORDER BY team, window_start) FROM quota.usage_history h) || E'\n' ||
+              (SELECT string_agg(row(a.*)::text, E'\n' ORDER BY team) FROM quota.alert_settings a);"
+before_extra=$(psql_in quota_dump_src "$extra")
+[ "$(psql_in quota_dump_src "SELECT count(*) FROM quota.events")" = 2 ] || fail "the source has not the two events expected"
 
 pg_dump -Fc -f "$dir/db.dump" quota_dump_src
 createdb quota_dump_dst
@@ -38,6 +53,14 @@ pg_restore --exit-on-error -d quota_dump_dst "$dir/db.dump"
 [ "$(psql_in quota_dump_dst "$state")" = "$before_usage" ] || fail "accounts differ after restore"
 [ "$(psql_in quota_dump_dst "$holds")" = "$before_holds" ] || fail "holds differ after restore"
 [ "$(psql_in quota_dump_dst "$slots")" = "$before_slots" ] || fail "slots differ after restore"
+[ "$(psql_in quota_dump_dst "$extra")" = "$before_extra" ] || fail "events, history or alert settings differ after restore"
+# The restored thresholds apply, and events continue their ids and stay once per window.
+[ "$(psql_in quota_dump_dst "SELECT granted FROM quota.charge_credit('old', 1)")" = t ] || fail "charge on 'old'"
+[ "$(psql_in quota_dump_dst "SELECT count(*) FROM quota.events")" = 2 ] || fail "an event raised twice in one window"
+[ "$(psql_in quota_dump_dst "SELECT granted FROM quota.charge_credit('acme', 40)")" = t ] || fail "charge on 'acme'"
+[ "$(psql_in quota_dump_dst "SELECT string_agg(threshold::text, ',') FROM quota.events WHERE team = 'acme'")" = 50 ] ||
+    fail "restored thresholds raise no event"
+[ "$(psql_in quota_dump_dst "SELECT max(id) FROM quota.events")" = 3 ] || fail "event ids restarted"
 [ "$(psql_in quota_dump_dst "SELECT count(*) FROM quota.holds WHERE state = 'open'")" = 3 ] || fail "open holds lost"
 # A slotted account continues: its slots spend, its keyed hold answers and commits.
 [ "$(psql_in quota_dump_dst "SELECT used || '/' || held FROM quota.charge_credit('hot', 1)")" = "4/2" ] ||
@@ -54,7 +77,7 @@ max_id=$(psql_in quota_dump_src "SELECT max(id) FROM quota.holds")
 open_id=$(psql_in quota_dump_dst "SELECT id FROM quota.holds WHERE idempotency_key = 'open-one'")
 [ "$(psql_in quota_dump_dst "SELECT (quota.reserve_credit('acme', 7, idempotency_key => 'open-one')).reservation")" = "$open_id" ] ||
     fail "idempotency key lost"
-[ "$(psql_in quota_dump_dst "SELECT used || '/' || held FROM quota.commit_credit($open_id)")" = "19/0" ] ||
+[ "$(psql_in quota_dump_dst "SELECT used || '/' || held FROM quota.commit_credit($open_id)")" = "59/0" ] ||
     fail "commit of a restored hold"
 new_id=$(psql_in quota_dump_dst "SELECT (quota.reserve_credit('acme')).reservation")
 [ "$new_id" -gt "$max_id" ] || fail "hold ids restarted ($new_id <= $max_id)"
@@ -63,4 +86,4 @@ new_id=$(psql_in quota_dump_dst "SELECT (quota.reserve_credit('acme')).reservati
     fail "set_account became executable by PUBLIC"
 
 dropdb quota_dump_src; dropdb quota_dump_dst
-echo "dump_restore: ok (accounts, open and settled holds, slots, idempotency keys, id sequence, privileges)"
+echo "dump_restore: ok (accounts, open and settled holds, slots, idempotency keys, id sequence, privileges, alert settings, events, history)"

@@ -265,6 +265,20 @@ int32 key_slot(Datum idempotency_key, int32 count)
     return static_cast<int32>(hash % static_cast<uint32>(count));
 }
 
+void close_slot_window(AccountKey key, const Slot &slot, const Account &account)
+{
+    if (!slot.has_resets_at || slot.window_start >= account.window_start || slot.used == 0)
+        return;
+    storage::ClosedWindow closed;
+    closed.part = slot.number;
+    closed.start = slot.window_start;
+    closed.end = slot.resets_at;
+    closed.credit_limit = account.credit_limit;
+    closed.unlimited = account.unlimited;
+    closed.used = slot.used;
+    storage::record_history(key, closed);
+}
+
 int64 expire_due(AccountKey key, Slot &slot, TimestampTz now)
 {
     if (!slot.has_next_expiry || slot.next_expiry > now)
@@ -455,6 +469,7 @@ bool own_slot(AccountKey key, const Account &seen, const Turn &turn, TimestampTz
         return false;
     Account current = seen;
     roll_over(current, now);
+    close_slot_window(key, row.slot, current);
     align_slot(row.slot, current, false);
     expire_due(key, row.slot, now);
     return true;

@@ -44,6 +44,13 @@ int32 home_slot(int32 count);
 int32 key_slot(Datum idempotency_key, int32 count);
 
 /*
+ * Before a locked slot of an older window is aligned to the account's
+ * (align_slot, which zeroes its used): record what it used in that window
+ * in quota.history.  The caller holds the slot.
+ */
+void close_slot_window(AccountKey key, const Slot &slot, const Account &account);
+
+/*
  * Release the locked slot's holds that have expired by `now`: their credits
  * go back to its share.  Returns how many.
  */

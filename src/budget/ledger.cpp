@@ -1,6 +1,7 @@
 #include "budget/ledger.hpp"
 
 #include "bridge/error.hpp"
+#include "budget/alerts.hpp"
 #include "budget/escrow.hpp"
 #include "budget/locks.hpp"
 #include "budget/settings.hpp"
@@ -33,6 +34,8 @@ struct Locked {
     bool contended = false;     /* the account row was held by another transaction when this call came */
     bool crowded = false;       /* a call found every slot that could serve it busy (grow()) */
     bool unpinned = false;      /* automatic slotting changed its slots: record them as not pinned */
+    bool alerting = false;      /* a spending call: raise the alerts it crosses (alerts.hpp) */
+    int64 before = 0;           /* used + held of the whole account when it was locked */
 
     bool slotted() const { return !slots.empty(); }
 };
@@ -78,6 +81,19 @@ void apply_expired(Owner &owner, const storage::ExpiredHolds &expired)
     owner.next_expiry = expired.next_expiry;
 }
 
+/* One part of a window that rolled over, for quota.history (the account's terms as they were). */
+storage::ClosedWindow closed_part(const Account &terms, int32 part, TimestampTz start, TimestampTz end, int64 used)
+{
+    storage::ClosedWindow closed;
+    closed.part = part;
+    closed.start = start;
+    closed.end = end;
+    closed.credit_limit = terms.credit_limit;
+    closed.unlimited = terms.unlimited;
+    closed.used = used;
+    return closed;
+}
+
 /* What take() got. */
 enum class Got { Locked, Missing, Busy };
 
@@ -105,7 +121,10 @@ Got take(AccountKey key, TimestampTz now, Locked &locked, bool wait, bool with_s
         return Got::Missing;
     locks::took_whole(key);
     Account &account = locked.account;
+    Account const closing = account;
     locked.dirty = roll_over(account, now);
+    if (locked.dirty)
+        storage::record_history(key, closed_part(closing, -1, closing.window_start, closing.resets_at, closing.used));
     if (account.has_next_expiry && account.next_expiry <= now) {
         storage::ExpiredHolds const expired = storage::expire_holds(key, now);
         apply_expired(account, expired);
@@ -118,6 +137,7 @@ Got take(AccountKey key, TimestampTz now, Locked &locked, bool wait, bool with_s
         locked.slot_new.assign(locked.slots.size(), 0);
         for (size_t i = 0; i < locked.slots.size(); i++) {
             Slot &slot = locked.slots[i].slot;
+            escrow::close_slot_window(key, slot, account);
             if (align_slot(slot, account, false))
                 locked.slot_dirty[i] = 1;
             if (slot.has_next_expiry && slot.next_expiry <= now) {
@@ -137,6 +157,17 @@ bool try_lock(AccountKey key, TimestampTz now, Locked &locked, bool with_slots =
     return take(key, now, locked, true, with_slots, seen) == Got::Locked;
 }
 
+Account totals(const Locked &locked);
+
+/* A spending call: the alerts it crosses are raised when the account is stored (alerts.hpp). */
+void watch_alerts(Locked &locked)
+{
+    Account const sum = totals(locked);
+    locked.alerting = true;
+    if (__builtin_add_overflow(sum.used, sum.held, &locked.before))
+        locked.before = PG_INT64_MAX;
+}
+
 enum class Spending { Locked, Denied, Busy };
 
 /*
@@ -149,6 +180,8 @@ Spending lock_for_spending(AccountKey key, TimestampTz now, int64 amount, bool a
                            Grant &denial, const ItemPointerData *seen, bool wait)
 {
     Got const got = take(key, now, locked, wait, true, seen);
+    if (got == Got::Locked)
+        watch_alerts(locked);
     if (got != Got::Missing)
         return got == Got::Locked ? Spending::Locked : Spending::Busy;
     Account fresh;
@@ -161,6 +194,7 @@ Spending lock_for_spending(AccountKey key, TimestampTz now, int64 amount, bool a
     storage::insert_account(key, fresh); /* a concurrent creator may win: then lock theirs */
     if (!try_lock(key, now, locked))
         unknown_account(key);
+    watch_alerts(locked);
     return Spending::Locked;
 }
 
@@ -214,8 +248,11 @@ Account write_back(Locked &locked)
 {
     Account const sum = totals(locked);
     auto const count = static_cast<int32>(locked.slots.size());
+    Account dealt = sum;
+    if (count > 0)
+        dealt.credit_limit = alerts::deal_limit(locked.key, sum); /* slots stop short of the next threshold */
     for (int32 i = 0; i < count; i++) {
-        if (deal_share(locked.slots[i].slot, sum, i, count)) {
+        if (deal_share(locked.slots[i].slot, dealt, i, count)) {
             locked.slot_dirty[i] = 1;
             locked.dirty = true; /* a new deal: a new row version tells replies' caches (escrow.cpp) */
         }
@@ -328,6 +365,8 @@ Account store(Locked &locked)
         storage::update_account(locked.row, locked.account);
     if (locked.unpinned)
         storage::pin_slots(locked.key, false); /* after the row's direct update (see slots_automatic) */
+    if (locked.alerting)
+        alerts::raise_crossed(locked.key, sum, locked.before, transaction_now());
     return sum;
 }
 
@@ -593,6 +632,21 @@ void set_slots(AccountKey key, const int32 *count)
     storage::finish();
 }
 
+void set_alerts(AccountKey key, const std::vector<int32> &thresholds)
+{
+    TimestampTz const now = transaction_now();
+    storage::begin_call(storage::Intent::Write);
+    storage::connect();
+    Locked locked;
+    if (!lock_for_admin(key, now, locked))
+        unknown_account(key);
+    storage::write_thresholds(key, thresholds);
+    alerts::remember(key, thresholds); /* this backend at once; the others when the change commits (the trigger) */
+    write_back(locked);   /* the slots' shares stop short of the new next threshold */
+    storage::update_account(locked.row, locked.account);
+    storage::finish();
+}
+
 Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const Datum *idempotency_key)
 {
     TimestampTz const now = transaction_now();
@@ -693,6 +747,7 @@ Grant commit(int64 reservation, const int64 *amount)
     };
 
     Locked locked = lock_hold_account(hold, reservation, now, turn);
+    watch_alerts(locked); /* a commit past its hold, or of an expired one, may cross a threshold */
     if (settle_locked(reservation, hold, open_or_expired, HoldState::Committed, now, &settled)) {
         Target const target = hold_target(locked, hold);
         if (hold.state == HoldState::Open)

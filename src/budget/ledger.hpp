@@ -13,6 +13,8 @@
  */
 #pragma once
 
+#include <vector>
+
 #include "budget/account.hpp"
 #include "storage/store.hpp"
 
@@ -29,6 +31,13 @@ void set_account(AccountKey key, int64 credit_limit, const Period *period, const
  * automatic slotting.
  */
 void set_slots(AccountKey key, const int32 *count);
+
+/*
+ * The account's own alert thresholds (percent of credit_limit, checked;
+ * empty: none of its own, so quota.default_alerts applies); the slots'
+ * shares are dealt again below the next one.
+ */
+void set_alerts(AccountKey key, const std::vector<int32> &thresholds);
 
 Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const Datum *idempotency_key);
 Grant commit(int64 reservation, const int64 *amount);

@@ -6,6 +6,8 @@
  */
 #include "budget/settings.hpp"
 
+#include "budget/alerts.hpp"
+
 #include <cerrno>
 #include <cstdlib>
 
@@ -15,6 +17,14 @@ namespace {
 
 char *default_limit_text = nullptr;
 char *default_period_text = nullptr;
+char *default_alerts_text = nullptr;
+
+/* quota.default_alerts as assigned (plain data: assign hooks must not fail), and as handed out. */
+int32 alerts_assigned[alerts::kMaxThresholds];
+size_t alerts_assigned_count = 0;
+uint64 alerts_assigned_version = 1;
+std::vector<int32> alerts_value;
+uint64 alerts_value_version = 0;
 
 bool limit_set = false;
 int auto_slots_value = kDefaultAutoSlots;
@@ -107,6 +117,36 @@ void assign_period(const char *newval, void *)
     period_set = !is_unset(newval) && parse_period(newval, period_value);
 }
 
+bool parse_alerts(const char *text, std::vector<int32> &out)
+{
+    try {
+        return alerts::parse_thresholds(text, out);
+    } catch (...) {
+        return false;
+    }
+}
+
+bool check_alerts(char **newval, void **, GucSource)
+{
+    std::vector<int32> thresholds;
+    if (is_unset(*newval) || parse_alerts(*newval, thresholds))
+        return true;
+    GUC_check_errdetail("quota.default_alerts must list percentages of credit_limit from 1 to %d, e.g. '80,100', "
+                        "or be empty for none.",
+                        alerts::kMaxThreshold);
+    return false;
+}
+
+void assign_alerts(const char *newval, void *)
+{
+    std::vector<int32> thresholds;
+    alerts_assigned_count = 0;
+    if (!is_unset(newval) && parse_alerts(newval, thresholds))
+        for (int32 percent : thresholds)
+            alerts_assigned[alerts_assigned_count++] = percent;
+    alerts_assigned_version++;
+}
+
 } // namespace
 
 void define()
@@ -126,6 +166,9 @@ void define()
                             "0 reads them for every reply.  Decisions never use them: only what a reply reports.",
                             &reply_lag_value, kDefaultReplyLagMs, 0, 60000, PGC_USERSET, GUC_UNIT_MS, nullptr,
                             nullptr, nullptr);
+    DefineCustomStringVariable("quota.default_alerts", "Alert thresholds of accounts that have none of their own.",
+                               "Percentages of credit_limit, e.g. '80,100'; unset (empty): none.",
+                               &default_alerts_text, "", PGC_SUSET, 0, check_alerts, assign_alerts, nullptr);
     MarkGUCPrefixReserved("quota");
 }
 
@@ -137,6 +180,15 @@ int32 reply_lag_ms()
 int32 auto_slots()
 {
     return auto_slots_value;
+}
+
+const std::vector<int32> &default_alerts()
+{
+    if (alerts_value_version != alerts_assigned_version) {
+        alerts_value.assign(alerts_assigned, alerts_assigned + alerts_assigned_count);
+        alerts_value_version = alerts_assigned_version;
+    }
+    return alerts_value;
 }
 
 bool default_limit(int64 &limit)

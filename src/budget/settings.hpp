@@ -13,13 +13,18 @@
  *                         backend read them at most this long ago (0: reads
  *                         them every call)
  *
- * Both are superuser-set (PGC_SUSET; grantable with GRANT SET ON
+ *   quota.default_alerts  thresholds (percent of credit_limit, e.g. '80,100')
+ *                         of accounts without their own (set_alerts)
+ *
+ * All but reply_lag are superuser-set (PGC_SUSET; grantable with GRANT SET ON
  * PARAMETER), so a role that may spend credits cannot give itself a
  * budget by setting them.
  */
 #pragma once
 
 #include "budget/account.hpp"
+
+#include <vector>
 
 namespace quota::settings {
 
@@ -33,6 +38,9 @@ int32 reply_lag_ms();
 
 /* The most slots automatic slotting may give an account (0: none). */
 int32 auto_slots();
+
+/* quota.default_alerts, ascending (empty: none). */
+const std::vector<int32> &default_alerts();
 
 /* The default limit, when set. */
 bool default_limit(int64 &limit);

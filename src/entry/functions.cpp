@@ -11,8 +11,12 @@
  */
 #include "bridge/entry.hpp"
 #include "bridge/error.hpp"
+#include "budget/alerts.hpp"
 #include "budget/ledger.hpp"
 #include "budget/settings.hpp"
+
+#include <algorithm>
+#include <vector>
 
 extern "C" {
 PG_MODULE_MAGIC;
@@ -29,6 +33,8 @@ PG_FUNCTION_INFO_V1(quota_is_team_limited);
 PG_FUNCTION_INFO_V1(quota_expire_holds);
 PG_FUNCTION_INFO_V1(quota_account_state);
 PG_FUNCTION_INFO_V1(quota_window_at);
+PG_FUNCTION_INFO_V1(quota_set_alerts);
+PG_FUNCTION_INFO_V1(quota_alert_settings_changed);
 }
 
 namespace quota::sql {
@@ -128,6 +134,36 @@ Datum set_slots(FunctionCallInfo fcinfo)
     if (pinned)
         check_slots(slots);
     ledger::set_slots(key, pinned ? &slots : nullptr);
+    PG_RETURN_VOID();
+}
+
+/* set_alerts() after its arguments are read: checks them and sets them (owns C++ objects, calls no PostgreSQL). */
+void apply_alerts(AccountKey key, const Datum *elements, const bool *nulls, int count)
+{
+    std::vector<int32> thresholds;
+    bool has_null = false;
+    for (int i = 0; i < count; i++) {
+        has_null = has_null || nulls[i];
+        if (!nulls[i] && std::find(thresholds.begin(), thresholds.end(), DatumGetInt32(elements[i])) ==
+                             thresholds.end())
+            thresholds.push_back(DatumGetInt32(elements[i]));
+    }
+    alerts::check_thresholds(thresholds, has_null);
+    std::sort(thresholds.begin(), thresholds.end());
+    ledger::set_alerts(key, thresholds);
+}
+
+/* set_alerts(team, thresholds, resource): NULL or '{}' removes the account's own */
+Datum set_alerts(FunctionCallInfo fcinfo)
+{
+    AccountKey const key = key_args(fcinfo, 0, 2);
+    Datum *elements = nullptr;
+    bool *nulls = nullptr;
+    int count = 0;
+    if (!PG_ARGISNULL(1))
+        deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), INT4OID, sizeof(int32), true, TYPALIGN_INT, &elements, &nulls,
+                          &count);
+    apply_alerts(key, elements, nulls, count);
     PG_RETURN_VOID();
 }
 
@@ -251,9 +287,34 @@ Datum window_at(FunctionCallInfo fcinfo)
 
 } // namespace quota::sql
 
+namespace {
+
+/* A relcache invalidation: the alert thresholds this backend cached may be stale (budget/alerts.hpp). */
+void relcache_changed(Datum, Oid relation)
+{
+    quota::alerts::relcache_changed(relation);
+}
+
+} // namespace
+
 void _PG_init(void) // NOLINT(bugprone-reserved-identifier)
 {
     quota::settings::define();
+    CacheRegisterRelcacheCallback(relcache_changed, (Datum) 0);
+}
+
+/*
+ * The statement trigger of quota.alert_settings: tell every backend that
+ * its cached thresholds are stale (sent when the transaction commits).
+ * Plain C: it only queues an invalidation.
+ */
+Datum quota_alert_settings_changed(PG_FUNCTION_ARGS)
+{
+    if (!CALLED_AS_TRIGGER(fcinfo))
+        ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+                        errmsg("quota._alert_settings_changed() must be called as a trigger")));
+    CacheInvalidateRelcache(reinterpret_cast<TriggerData *>(fcinfo->context)->tg_relation);
+    return PointerGetDatum(nullptr);
 }
 
 using quota::bridge::Access;
@@ -269,6 +330,7 @@ using quota::bridge::Effect;
 
 QUOTA_FUNCTION(set_account, Owner, Writes)
 QUOTA_FUNCTION(set_slots, Owner, Writes)
+QUOTA_FUNCTION(set_alerts, Owner, Writes)
 QUOTA_FUNCTION(reserve_credit, Owner, Writes)
 QUOTA_FUNCTION(commit_credit, Owner, Writes)
 QUOTA_FUNCTION(release_credit, Owner, Writes)

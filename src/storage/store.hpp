@@ -133,6 +133,48 @@ bool settle_unchanged_hold(const Hold &seen, HoldState state, TimestampTz now, c
 /* Lock, skipping rows other transactions hold, every account with holds that may have expired. */
 std::vector<AccountKey> lock_accounts_with_expired_holds(TimestampTz now);
 
+/* ---- history and alerts (history.cpp; 1.2: nothing happens in a database not yet at 1.2) ---- */
+
+/* One part of a closed window: the account row's (part -1) or one slot's. */
+struct ClosedWindow {
+    int32 part = -1;
+    TimestampTz start = 0;
+    TimestampTz end = 0;
+    int64 credit_limit = 0;
+    bool unlimited = false;
+    int64 used = 0;
+};
+
+/* Add a part of a closed window to quota.history; the caller holds that part's row. */
+void record_history(AccountKey key, const ClosedWindow &closed);
+
+/* The account's own alert thresholds (quota.alert_settings); false when it has none. */
+bool read_thresholds(AccountKey key, std::vector<int32> &out);
+
+/* Store the account's own thresholds (empty: delete them); the caller holds the account. */
+void write_thresholds(AccountKey key, const std::vector<int32> &thresholds);
+
+/* quota.alert_settings (InvalidOid before 1.2). */
+Oid alert_settings_relid();
+
+/* Whether quota.events exists (1.2). */
+bool alerts_installed();
+
+/* An alert, as quota.events stores it. */
+struct Event {
+    TimestampTz window_start = 0;
+    bool has_resets_at = false;
+    TimestampTz resets_at = 0;
+    int32 threshold = 0;
+    int64 used = 0;
+    int64 held = 0;
+    int64 credit_limit = 0;
+    TimestampTz created_at = 0;
+};
+
+/* Insert the event unless its (team, resource, window_start, threshold) has one, and notify; true when raised. */
+bool insert_event(AccountKey key, const Event &event);
+
 /* ---- slots (slots.cpp) ---- */
 
 /* A slot row and where it is. */

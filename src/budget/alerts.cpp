@@ -1,0 +1,193 @@
+/*
+ * alerts.cpp — alerts, once per window (see alerts.hpp).
+ */
+#include "budget/alerts.hpp"
+
+#include "bridge/error.hpp"
+#include "bridge/guard.hpp"
+#include "budget/settings.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+#include <unordered_map>
+
+namespace quota::alerts {
+
+namespace {
+
+/*
+ * Per-backend cache, deliberately: account (team '\0' resource) → its own
+ * thresholds, or none (then quota.default_alerts applies).  Emptied by any
+ * invalidation of quota.alert_settings, and when it grows past kMaxCached.
+ */
+struct Cached {
+    bool own = false;
+    std::vector<int32> thresholds;
+};
+std::unordered_map<std::string, Cached> cache;
+bool stale = false;
+Oid watched = InvalidOid; /* quota.alert_settings, once read */
+constexpr size_t kMaxCached = 100000;
+
+std::string account_name(storage::AccountKey key)
+{
+    std::string name;
+    for (Datum value : {key.team, key.resource}) {
+        struct Bytes {
+            const char *data;
+            size_t length;
+        };
+        Bytes const bytes = bridge::guarded_value([value] {
+            struct varlena *flat = pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(value)));
+            return Bytes{VARDATA_ANY(flat), VARSIZE_ANY_EXHDR(flat)};
+        });
+        name.append(bytes.data, bytes.length);
+        name.push_back('\0');
+    }
+    return name;
+}
+
+/* The account's thresholds, ascending: its own, else quota.default_alerts; empty: none. */
+const std::vector<int32> &thresholds_of(storage::AccountKey key)
+{
+    if (stale || cache.size() >= kMaxCached) {
+        cache.clear();
+        stale = false;
+    }
+    std::string name = account_name(key);
+    auto found = cache.find(name);
+    if (found == cache.end()) {
+        watched = storage::alert_settings_relid();
+        Cached entry;
+        entry.own = storage::read_thresholds(key, entry.thresholds);
+        std::sort(entry.thresholds.begin(), entry.thresholds.end());
+        found = cache.emplace(std::move(name), std::move(entry)).first;
+    }
+    if (found->second.own && !found->second.thresholds.empty())
+        return found->second.thresholds;
+    return settings::default_alerts();
+}
+
+int64 taken_of(const Account &sum)
+{
+    int64 taken = 0;
+    if (__builtin_add_overflow(sum.used, sum.held, &taken))
+        return PG_INT64_MAX;
+    return taken;
+}
+
+} // namespace
+
+int64 credits_at(int64 limit, int32 percent)
+{
+    __int128 const product = static_cast<__int128>(limit) * percent;
+    __int128 const credits = (product + 99) / 100;
+    return credits > PG_INT64_MAX ? PG_INT64_MAX : static_cast<int64>(credits);
+}
+
+int64 deal_limit(storage::AccountKey key, const Account &sum)
+{
+    if (sum.unlimited || !storage::alerts_installed())
+        return sum.credit_limit;
+    int64 const taken = taken_of(sum);
+    for (int32 percent : thresholds_of(key)) {
+        int64 const at = credits_at(sum.credit_limit, percent);
+        if (at > taken) /* the lowest one not reached: slots stop one credit short of it */
+            return std::min(sum.credit_limit, at - 1);
+    }
+    return sum.credit_limit;
+}
+
+void raise_crossed(storage::AccountKey key, const Account &after, int64 before, TimestampTz now)
+{
+    if (after.unlimited)
+        return;
+    int64 const taken = taken_of(after);
+    if (taken <= before || !storage::alerts_installed())
+        return;
+    for (int32 percent : thresholds_of(key)) {
+        int64 const at = credits_at(after.credit_limit, percent);
+        if (at <= 0 || at <= before || at > taken)
+            continue;
+        storage::Event event;
+        event.window_start = after.window_start;
+        event.has_resets_at = after.has_period;
+        event.resets_at = after.resets_at;
+        event.threshold = percent;
+        event.used = after.used;
+        event.held = after.held;
+        event.credit_limit = after.credit_limit;
+        event.created_at = now;
+        storage::insert_event(key, event);
+    }
+}
+
+void forget_all()
+{
+    stale = true;
+}
+
+void remember(storage::AccountKey key, const std::vector<int32> &thresholds)
+{
+    if (stale || cache.size() >= kMaxCached) {
+        cache.clear();
+        stale = false;
+    }
+    Cached entry;
+    entry.own = !thresholds.empty();
+    entry.thresholds = thresholds;
+    std::sort(entry.thresholds.begin(), entry.thresholds.end());
+    cache[account_name(key)] = std::move(entry);
+}
+
+void relcache_changed(Oid relation)
+{
+    if (relation == InvalidOid || relation == watched)
+        stale = true;
+}
+
+bool parse_thresholds(const char *text, std::vector<int32> &out)
+{
+    out.clear();
+    const char *p = text;
+    while (*p != '\0') {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        errno = 0;
+        char *end = nullptr;
+        long const value = std::strtol(p, &end, 10);
+        if (end == p || errno != 0 || value < 1 || value > kMaxThreshold)
+            return false;
+        p = end;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == ',')
+            p++;
+        else if (*p != '\0')
+            return false;
+        if (std::find(out.begin(), out.end(), static_cast<int32>(value)) == out.end())
+            out.push_back(static_cast<int32>(value));
+        if (out.size() > kMaxThresholds)
+            return false;
+    }
+    std::sort(out.begin(), out.end());
+    return true;
+}
+
+void check_thresholds(const std::vector<int32> &thresholds, bool has_null)
+{
+    if (has_null)
+        throw Error(ERRCODE_NULL_VALUE_NOT_ALLOWED, "alert thresholds must not contain null",
+                    "Pass percentages of credit_limit, e.g. '{80,100}'.");
+    if (thresholds.size() > kMaxThresholds)
+        throw Error(ERRCODE_INVALID_PARAMETER_VALUE, format("too many alert thresholds (%zu)", thresholds.size()),
+                    format("An account has at most %zu alert thresholds.", kMaxThresholds));
+    for (int32 percent : thresholds)
+        if (percent < 1 || percent > kMaxThreshold)
+            throw Error(ERRCODE_INVALID_PARAMETER_VALUE, format("invalid alert threshold %d", percent),
+                        format("A threshold is a percentage of credit_limit from 1 to %d.", kMaxThreshold));
+}
+
+} // namespace quota::alerts

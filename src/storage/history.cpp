@@ -1,0 +1,159 @@
+/*
+ * history.cpp — the SQL for the 1.2 tables around the ledger:
+ * quota.history (what closed windows ended with), quota.alert_settings
+ * (thresholds set by set_alerts) and quota.events (alerts raised).
+ *
+ * None of it runs on a call that neither rolls an account over nor
+ * crosses a threshold: the ledger asks for thresholds through the
+ * per-backend cache of budget/alerts.cpp, which reads alert_settings once
+ * per account until set_alerts() changes it.
+ */
+#include "storage/store.hpp"
+
+#include "bridge/guard.hpp"
+#include "storage/sql.hpp"
+
+namespace quota::storage {
+
+namespace {
+
+/* Each part (the account row, or one slot) is written by the holder of its row's lock only. */
+Statement record_history_sql = {
+    "INSERT INTO quota.history AS h (team, resource, window_start, part, window_end, credit_limit, unlimited, used)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    " ON CONFLICT (team, resource, window_start, part)"
+    " DO UPDATE SET used = h.used OPERATOR(pg_catalog.+) EXCLUDED.used, window_end = EXCLUDED.window_end,"
+    "  credit_limit = EXCLUDED.credit_limit, unlimited = EXCLUDED.unlimited",
+    nullptr, 8, {TEXTOID, TEXTOID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8OID, BOOLOID, INT8OID}};
+
+Statement thresholds_sql = {
+    "SELECT CAST(s.thresholds AS pg_catalog.int4[]) FROM ONLY quota.alert_settings s"
+    " WHERE s.team" EQ "$1 AND s.resource" EQ "$2",
+    nullptr, 2, {TEXTOID, TEXTOID}};
+
+Statement write_thresholds_sql = {
+    "INSERT INTO quota.alert_settings AS s (team, resource, thresholds) VALUES ($1, $2, $3)"
+    " ON CONFLICT (team, resource) DO UPDATE SET thresholds = EXCLUDED.thresholds",
+    nullptr, 3, {TEXTOID, TEXTOID, INT4ARRAYOID}};
+
+Statement delete_thresholds_sql = {
+    "DELETE FROM ONLY quota.alert_settings s WHERE s.team" EQ "$1 AND s.resource" EQ "$2", nullptr, 2,
+    {TEXTOID, TEXTOID}};
+
+/* Once per (team, resource, window_start, threshold): a unique key, not a check-then-insert. */
+Statement insert_event_sql = {
+    "WITH e AS ("
+    " INSERT INTO quota.events (team, resource, window_start, resets_at, threshold, used, held, credit_limit,"
+    "  created_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    " ON CONFLICT (team, resource, window_start, threshold) DO NOTHING"
+    " RETURNING *)"
+    " SELECT pg_catalog.pg_notify('quota_events', CAST(pg_catalog.row_to_json(e) AS pg_catalog.text)) FROM e",
+    nullptr, 9,
+    {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID}};
+
+/* Whether quota.<name> exists (a database not yet at 1.2 has none of these tables). */
+bool has_table(const char *name)
+{
+    return bridge::guarded_value(
+        [name] { return OidIsValid(get_relname_relid(name, get_namespace_oid("quota", false))); });
+}
+
+} // namespace
+
+void record_history(AccountKey key, const ClosedWindow &closed)
+{
+    if (!has_table("history"))
+        return;
+    Datum values[8] = {key.team,
+                       key.resource,
+                       TimestampTzGetDatum(closed.start),
+                       Int32GetDatum(closed.part),
+                       TimestampTzGetDatum(closed.end),
+                       Int64GetDatum(closed.credit_limit),
+                       BoolGetDatum(closed.unlimited),
+                       Int64GetDatum(closed.used)};
+    connect(); /* callers may or may not have an SPI connection */
+    execute(record_history_sql, values, nullptr, false);
+    finish();
+}
+
+bool read_thresholds(AccountKey key, std::vector<int32> &out)
+{
+    out.clear();
+    if (!has_table("alert_settings"))
+        return false;
+    Datum values[2] = {key.team, key.resource};
+    connect();
+    execute(thresholds_sql, values, nullptr, true);
+    bool found = false;
+    if (SPI_processed > 0) {
+        bool isnull = false;
+        Datum const array = column(1, &isnull);
+        if (!isnull) {
+            found = true;
+            bridge::guarded([&] {
+                ArrayType *values_array = DatumGetArrayTypeP(array);
+                Datum *elements = nullptr;
+                bool *nulls = nullptr;
+                int count = 0;
+                deconstruct_array(values_array, INT4OID, sizeof(int32), true, TYPALIGN_INT, &elements, &nulls,
+                                  &count);
+                for (int i = 0; i < count; i++)
+                    if (!nulls[i])
+                        out.push_back(DatumGetInt32(elements[i]));
+            });
+        }
+    }
+    finish();
+    return found;
+}
+
+void write_thresholds(AccountKey key, const std::vector<int32> &thresholds)
+{
+    if (thresholds.empty()) {
+        Datum values[2] = {key.team, key.resource};
+        execute(delete_thresholds_sql, values, nullptr, false);
+        return;
+    }
+    Datum const array = bridge::guarded_value([&] {
+        auto *elements = static_cast<Datum *>(palloc(sizeof(Datum) * thresholds.size()));
+        for (size_t i = 0; i < thresholds.size(); i++)
+            elements[i] = Int32GetDatum(thresholds[i]);
+        return PointerGetDatum(construct_array(elements, static_cast<int>(thresholds.size()), INT4OID, sizeof(int32),
+                                               true, TYPALIGN_INT));
+    });
+    Datum values[3] = {key.team, key.resource, array};
+    execute(write_thresholds_sql, values, nullptr, false);
+}
+
+Oid alert_settings_relid()
+{
+    return bridge::guarded_value([] { return get_relname_relid("alert_settings", get_namespace_oid("quota", false)); });
+}
+
+bool alerts_installed()
+{
+    return has_table("events");
+}
+
+bool insert_event(AccountKey key, const Event &event)
+{
+    Datum values[9] = {key.team,
+                       key.resource,
+                       TimestampTzGetDatum(event.window_start),
+                       TimestampTzGetDatum(event.resets_at),
+                       Int32GetDatum(event.threshold),
+                       Int64GetDatum(event.used),
+                       Int64GetDatum(event.held),
+                       Int64GetDatum(event.credit_limit),
+                       TimestampTzGetDatum(event.created_at)};
+    char nulls[9] = {' ', ' ', ' ', event.has_resets_at ? ' ' : 'n', ' ', ' ', ' ', ' ', ' '};
+    connect();
+    execute(insert_event_sql, values, nulls, false);
+    bool const raised = SPI_processed > 0;
+    finish();
+    return raised;
+}
+
+} // namespace quota::storage
