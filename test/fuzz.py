@@ -7,7 +7,8 @@ Connects with the PG* environment variables (as a superuser), recreates the
 database quota_fuzz with CREATE EXTENSION quota, and makes --calls (default
 3000) random calls of quota.set_account, set_slots, reserve_credit,
 commit_credit, release_credit, charge_credit, is_team_limited, expire_holds,
-window_at and reads of quota.usage.  Valid calls (accounts, open, committed
+window_at, set_alerts, purge_holds, purge_history and reads of quota.usage
+and quota.usage_history.  Valid calls (accounts, open, committed
 and released holds, slotted accounts) are mixed with bad and extreme
 arguments: NULLs, 0, -1, bigint extremes, interval extremes (zero, negative,
 mixed-sign, a million years ...), timestamps at the ends of the range and
@@ -25,7 +26,7 @@ A call misbehaves (it is printed with the seed, session and SQL to rerun it) if:
   * it raises a SQLSTATE outside the contract's bad-input table (22004 22023
     22003 P0002 55000 22008 25006); a SET of quota.default_* may raise 22023 only
   * the connection is lost (a crash) or statement_timeout cancels it (a hang)
-  * quota.accounts, quota.holds or quota.slots differ after a call that raised
+  * quota.accounts, holds, slots, alert_settings, events or history differ after a call that raised
     an error (also after ROLLBACK TO SAVEPOINT), after a rolled-back
     transaction, or after a read-only transaction
   * an error message or a result is not valid in the client encoding
@@ -355,7 +356,18 @@ CREATE VIEW fuzz.raw_state AS
     UNION ALL
     SELECT 3, 'slots', md5(s::text), convert_to(left(s::text, 160), 'UTF8'),
            row_number() OVER (ORDER BY s.team, s.resource, s.slot)
-      FROM quota.slots s;
+      FROM quota.slots s
+    UNION ALL
+    SELECT 4, 'alert_settings', md5(x::text), convert_to(left(x::text, 160), 'UTF8'),
+           row_number() OVER (ORDER BY x.team, x.resource)
+      FROM quota.alert_settings x
+    UNION ALL
+    SELECT 5, 'events', md5(e::text), convert_to(left(e::text, 160), 'UTF8'), row_number() OVER (ORDER BY e.id)
+      FROM quota.events e
+    UNION ALL
+    SELECT 6, 'history', md5(h::text), convert_to(left(h::text, 160), 'UTF8'),
+           row_number() OVER (ORDER BY h.team, h.resource, h.window_start, h.part)
+      FROM quota.history h;
 
 -- What a denied grant must not change: accounts (their settings and
 -- quota.usage's used and held) and holds, with lazy expiry and the rollover
@@ -710,6 +722,45 @@ class Generator:
     def expire_holds(self):
         return Call("expire_holds", "SELECT quota.expire_holds()", [], True, "count")
 
+    def set_alerts(self):
+        self.choose_edges(["team", "thresholds", "resource"])
+        team, resource, account = self.team_resource(known=0.9)
+        bad_value = ("threshold outside 1..1000", {"22023"})
+        if "thresholds" in self.edge:
+            thresholds = self.rng.choice([
+                Value("NULL::integer[]"), Value("'{}'::integer[]"), Value("'{1,1000}'::integer[]"),
+                Value("'{0}'::integer[]", bad_value), Value("'{-1}'::integer[]", bad_value),
+                Value("'{1001}'::integer[]", bad_value), Value("'{2147483647}'::integer[]", bad_value),
+                Value("'{-2147483648,50}'::integer[]", bad_value),
+                Value("'{50,NULL}'::integer[]", ("NULL threshold", {"22004"})),
+                Value("'{NULL}'::integer[]", ("NULL threshold", {"22004"})),
+                Value("'{{50,80},{90,100}}'::integer[]"), Value("'[5:6]={10,20}'::integer[]"),
+                Value("(SELECT array_agg(i) FROM generate_series(1, 65) i)", ("more than 64 thresholds", {"22023"})),
+                Value("(SELECT array_agg(i) FROM generate_series(1, 64) i)")])
+        else:
+            thresholds = Value(self.rng.choice(["'{80,100}'::integer[]", "'{50}'::integer[]", "'{1,1000}'::integer[]",
+                                                "NULL::integer[]", "'{100,80,80}'::integer[]"]))
+        args = self.args([("team", team), ("thresholds", thresholds), ("resource", resource)], optional=("resource",))
+        return Call("set_alerts", "SELECT quota.set_alerts(%s)" % self.sql_args(args), args, True, "void", account)
+
+    def purge_holds(self):
+        self.choose_edges(["settled_before"])
+        before = self.stamp("settled_before", null_share=0.1, null_value=null("timestamptz", "settled_before"))
+        args = self.args([("settled_before", before)], optional=("settled_before",))
+        return Call("purge_holds", "SELECT quota.purge_holds(%s)" % self.sql_args(args), args, True, "purged")
+
+    def purge_history(self):
+        self.choose_edges(["ended_before"])
+        before = self.stamp("ended_before", null_share=0.1, null_value=null("timestamptz", "ended_before"))
+        args = [("ended_before", before)]
+        return Call("purge_history", "SELECT quota.purge_history(%s)" % self.sql_args(args), args, True, "purged")
+
+    def usage_history(self, latin1):
+        names = "convert_to(team, 'UTF8'), convert_to(resource, 'UTF8')" if latin1 else "team, resource"
+        sql = ("SELECT %s, window_start::text, window_end::text, credit_limit, unlimited, used"
+               " FROM quota.usage_history" % names)
+        return Call("usage_history", sql, [], False, "usage")
+
     def usage(self, latin1):
         """Read quota.usage as an application would (names as bytes when they may not fit LATIN1)."""
         names = "convert_to(team, 'UTF8'), convert_to(resource, 'UTF8')" if latin1 else "team, resource"
@@ -721,6 +772,7 @@ class Generator:
 CALLS = {  # function: weight
     "reserve_credit": 20, "charge_credit": 15, "commit_credit": 12, "release_credit": 7,
     "set_account": 12, "set_slots": 5, "is_team_limited": 8, "window_at": 8, "expire_holds": 2, "usage": 3,
+    "set_alerts": 5, "purge_holds": 1, "purge_history": 1, "usage_history": 2,
 }
 MODES = {"autocommit": 64, "savepoint": 16, "rollback": 10, "readonly": 10}
 
@@ -822,8 +874,8 @@ class Fuzzer:
             problems, session, sql, mode = change
         else:
             func = self.rng.choices(list(CALLS), list(CALLS.values()))[0]
-            if func == "usage":
-                call = self.gen.usage(self.session.settings.get("client_encoding") == "LATIN1")
+            if func in ("usage", "usage_history"):
+                call = getattr(self.gen, func)(self.session.settings.get("client_encoding") == "LATIN1")
             else:
                 call = getattr(self.gen, func)()
             mode = self.rng.choices(list(MODES), list(MODES.values()))[0]
@@ -952,8 +1004,8 @@ class Fuzzer:
             return [(("window_at's window does not contain at", "window_at"), "window (epoch) %s .. %s" % row[:2])]
         if call.reply == "window" and row is not None and None in row and not call.null_args:
             return [(("window_at returned NULL for non-NULL arguments", "window_at"), "reply %r" % (row,))]
-        if call.reply == "count" and (row is None or row[0] is None or row[0] < 0):
-            return [(("expire_holds returned a bad count", "expire_holds"), "reply %r" % (row,))]
+        if call.reply in ("count", "purged") and (row is None or row[0] is None or row[0] < 0):
+            return [(("%s returned a bad count" % call.func, call.func), "reply %r" % (row,))]
         return []
 
     @staticmethod
@@ -995,6 +1047,10 @@ class Fuzzer:
             self.gen.holds[call.reservation] = "committed"
         elif call.func == "release_credit" and row:
             self.gen.holds[call.reservation] = "released" if row[0] else "gone"
+        elif call.func == "purge_holds" and row and row[0]:
+            for rid, state in self.gen.holds.items():   # settled ones may be gone now
+                if state != "open":
+                    self.gen.holds[rid] = "gone"
 
     # -- invariants
 
