@@ -60,7 +60,7 @@ stress() {
 }
 
 set -e
-quota_setup clang-tidy python3-psycopg2 python3-django
+quota_setup clang-tidy python3-psycopg2 python3-django postgresql-15-cron
 set +e
 
 suite "static analysis (cppcheck, clang-tidy)" test/lint.sh
@@ -75,6 +75,7 @@ suite "read-only transactions and a hot standby refuse writes (25006)" test/stan
 suite "REINDEX and CREATE INDEX while spending: no deadlock, indexes sound" test/ddl_race.sh
 suite "randomized bad input (test/fuzz.py): contract SQLSTATEs only, nothing changed" fuzz
 suite "upgrade path: ALTER EXTENSION quota UPDATE from every version" test/upgrade.sh
+suite "pg_cron runs expire_holds, purge_holds and purge_history" test/cron.sh
 suite "example: Node.js chat backend (node --test)" examples/node-chat/test.sh
 suite "example: LLM gateway (node --test)" examples/llm-gateway/test.sh
 suite "example: Django recipes app (manage.py test)" examples/django-recipes/test.sh
