@@ -1,8 +1,10 @@
 """Tests run by Django's own runner: its test database is built by the migrations
 (so CREATE EXTENSION quota runs there), and every quota call is real."""
+import io
 from datetime import datetime, timedelta, timezone
 from unittest import mock
 
+from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import TestCase, TransactionTestCase, override_settings
@@ -10,6 +12,7 @@ from django.test import TestCase, TransactionTestCase, override_settings
 from . import quota
 from .ai import AIError
 from .models import Profile, Recipe, Remix
+from .reports import usage_report
 
 
 def budget(handle, feature="remix"):
@@ -145,3 +148,59 @@ class RemixTests(TestCase):
         )
         self.assertEqual(budget("free-cook")["used"], 0)
         self.assertEqual(hold_states("free-cook"), {})
+
+
+def age_budget(handle, days, feature="remix"):
+    """Days pass: move the profile's stored budget window (and its slots') back, as if it had been spent then."""
+    with connection.cursor() as cursor:
+        for table in ("quota.accounts", "quota.slots"):
+            cursor.execute(
+                f"UPDATE {table} SET window_start = window_start - make_interval(days => %s),"
+                "  resets_at = resets_at - make_interval(days => %s) WHERE team = %s AND resource = %s",
+                [days, days, handle, feature],
+            )
+
+
+class UsageReportTests(TestCase):
+    def setUp(self):
+        self.recipe = Recipe.objects.create(title="Shakshuka", ingredients="eggs, tomatoes, cumin")
+        Profile.objects.create(handle="free-cook", plan="free")
+        Profile.objects.create(handle="pro-cook", plan="pro")
+        Profile.objects.create(handle="big-kitchen", plan="unlimited")
+
+    def remix(self, handle):
+        return self.client.post(f"/recipes/{self.recipe.pk}/remix", HTTP_X_PROFILE=handle)
+
+    def test_the_report_has_every_closed_day_whether_rolled_over_or_not(self):
+        # free-cook: 3 remixes (its limit) three days ago, 1 today (which rolls that day over into the history).
+        for _ in range(3):
+            self.assertEqual(self.remix("free-cook").status_code, 201)
+        age_budget("free-cook", 3)
+        self.assertEqual(self.remix("free-cook").status_code, 201)
+        # pro-cook: 2 remixes two days ago and nothing since: that day was never rolled over.
+        for _ in range(2):
+            self.assertEqual(self.remix("pro-cook").status_code, 201)
+        age_budget("pro-cook", 2)
+        # big-kitchen: unlimited, 4 remixes yesterday, metered.
+        for _ in range(4):
+            self.assertEqual(self.remix("big-kitchen").status_code, 201)
+        age_budget("big-kitchen", 1)
+        today = next_utc_midnight() - timedelta(days=1)
+        report = {(line.handle, line.feature): line for line in usage_report(today - timedelta(days=7), today)}
+        self.assertEqual(report[("free-cook", "remix")][2:], (1, 3, 1, False))
+        self.assertEqual(report[("pro-cook", "remix")][2:], (1, 2, 0, False))
+        self.assertEqual(report[("big-kitchen", "remix")][2:], (1, 4, 0, True))
+        # Today's window is still open: not in the report.
+        self.assertEqual(len(report), 3)
+        self.assertEqual(usage_report(today, today + timedelta(days=1)), [])
+
+    def test_the_command_prints_the_report_as_csv(self):
+        for _ in range(2):
+            self.assertEqual(self.remix("pro-cook").status_code, 201)
+        age_budget("pro-cook", 1)
+        today = next_utc_midnight() - timedelta(days=1)
+        out = io.StringIO()
+        call_command("usage_report", "--from", (today - timedelta(days=2)).isoformat(), "--to", today.isoformat(),
+                     stdout=out)
+        self.assertEqual(out.getvalue().splitlines(),
+                         ["profile,feature,days,used,days_at_limit,unlimited", "pro-cook,remix,1,2,0,False"])
