@@ -469,8 +469,16 @@ bool own_slot(AccountKey key, const Account &seen, const Turn &turn, TimestampTz
         return false;
     Account current = seen;
     roll_over(current, now);
+    bool const rolled = row.slot.window_start < current.window_start;
     close_slot_window(key, row.slot, current);
     align_slot(row.slot, current, false);
+    /*
+     * A share dealt in a window that has ended is not this window's to grant
+     * (it was dealt against that window's credits and alert thresholds):
+     * none until the ledger deals again.
+     */
+    if (rolled && !row.slot.unlimited && row.slot.share > 0)
+        row.slot.share = 0;
     expire_due(key, row.slot, now);
     return true;
 }

@@ -34,6 +34,17 @@ What is checked (any failure exits 1):
     with the amount of its first commit, released when release said true
   * no error at all other than the crash's lost connections
   * amcheck: every index of the two tables has an entry for every row
+  * alerts (quota.default_alerts '25,50,75,100' for all, set_alerts on one):
+    at most one event per (account, window, threshold); one for every
+    threshold that a reported or final used reached in a window (used only
+    grows within a window); none claiming more used than was acknowledged in
+    its window, and each event's used + held at least its threshold
+  * history: every closed window of the one-second accounts is in
+    quota.usage_history with exactly the acknowledged used of that window
+  * retention: quota.purge_holds(now() - 1 s) runs all along; a trigger keeps
+    a copy of every hold it deletes, and only settled ones may go, so every
+    acknowledged commit and release above is checked on the kept or the
+    purged row
 A background loop runs ANALYZE on both tables all along, as autovacuum
 would: plans and cached relation data are invalidated under load.
 """
@@ -59,6 +70,9 @@ LIMITS = {(t, r): lim for t, r, lim in ACCOUNTS}
 # pins RESLOTTED ones' counts now and then (0 forbids slots) and hands them
 # back to automatic slotting (NULL).
 RESLOTTED = [("hot-3", "credits"), ("tick-1", "ai"), ("edge-s", "credits")]
+# Alert thresholds (percent of the limit): the default for every account, and one account's own.
+DEFAULT_ALERTS = [25, 50, 75, 100]
+OWN_ALERTS = {("hot-2", "credits"): [10, 90]}
 
 
 class Ledger:
@@ -302,6 +316,80 @@ def reslot_loop(deadline, ledger, crash_window):
         time.sleep(0.05)
 
 
+def purge_loop(deadline, ledger, crash_window):
+    """The retention job, as pg_cron would run it (much more often): settled holds go after a second."""
+    conn = connect()
+    while time.time() < deadline:
+        try:
+            conn.cursor().execute("SELECT quota.purge_holds(now() - interval '1 second')")
+            ledger.calls["purge_holds"] += 1
+        except psycopg2.Error as e:
+            if not crash_window.is_set():
+                ledger.errors.append("purge_holds: %s %s" % (e.pgcode, str(e).strip()))
+                return
+            conn = reconnect(deadline)
+            if conn is None:
+                return
+        time.sleep(0.3)
+
+
+def credits_at(limit, percent):
+    return -(-limit * percent // 100)
+
+
+def audit_alerts_and_history(ledger, cur, windows, failures):
+    """Events once per (account, window, threshold), for every threshold reached; history exact."""
+    final = {}
+    cur.execute("SELECT team, resource, used, resets_at FROM quota.usage")
+    for team, resource, used, resets_at in cur.fetchall():
+        final[((team, resource), resets_at)] = used
+    history = {}
+    cur.execute("SELECT team, resource, window_end, used, now() FROM quota.usage_history")
+    for team, resource, window_end, used, now in cur.fetchall():
+        history[((team, resource), window_end)] = used
+    cur.execute("SELECT team, resource, resets_at, threshold, used, held, count(*) OVER"
+                " (PARTITION BY team, resource, window_start, threshold) FROM quota.events")
+    events = defaultdict(list)
+    for team, resource, resets_at, threshold, used, held, copies in cur.fetchall():
+        key = ((team, resource), resets_at)
+        events[key].append(threshold)
+        if copies != 1:
+            failures.append("%r: %d events for threshold %d in one window" % (key, copies, threshold))
+        limit = LIMITS[(team, resource)]
+        if used + held < credits_at(limit, threshold):
+            failures.append("%r: event for %d%% with used %d + held %d below it" % (key, threshold, used, held))
+        acked = ledger.writes.get(key, 0) + ledger.uncertain.get((team, resource), 0)
+        if used > acked:
+            failures.append("%r: event for %d%% reports used %d, more than acknowledged (%d)"
+                            % (key, threshold, used, acked))
+    # Reached: a used any grant reported (used only grows within a window), the final used, a closed window's.
+    reached = defaultdict(int)
+    for key, used in list(windows.items()) + list(final.items()) + list(history.items()):
+        reached[key] = max(reached[key], used)
+    for key, used in reached.items():
+        account = key[0]
+        for percent in OWN_ALERTS.get(account, DEFAULT_ALERTS):
+            if used >= credits_at(LIMITS[account], percent) and percent not in events.get(key, []):
+                failures.append("%r: used reached %d (%d%% of %d) but no event was raised"
+                                % (key, used, percent, LIMITS[account]))
+    # History: every closed window of a periodic account, with exactly what was acknowledged in it.
+    cur.execute("SELECT now()")
+    (now,) = cur.fetchone()
+    tick = {(t, r) for t, r, _ in TICK}
+    for key, acked in ledger.writes.items():
+        account, resets_at = key
+        if account in tick and resets_at is not None and resets_at <= now and acked > 0 and key not in history:
+            failures.append("%r: a closed window with %d acknowledged credits is not in quota.usage_history"
+                            % (key, acked))
+    for key, used in history.items():
+        acked = ledger.writes.get(key, 0)
+        slack = ledger.uncertain.get(key[0], 0)
+        if not acked <= used <= acked + slack:
+            failures.append("%r: quota.usage_history used %d, acknowledged %d (uncertain %d)"
+                            % (key, used, acked, slack))
+    return sum(len(t) for t in events.values()), len(history)
+
+
 def reconnect(deadline):
     while time.time() < deadline + 60:
         try:
@@ -401,6 +489,17 @@ def audit(ledger):
     # Each reservation settled at most once, as the client saw it.
     cur.execute("SELECT id, state, committed, settled_at IS NOT NULL FROM quota.holds")
     holds = {rid: (state, committed, settled) for rid, state, committed, settled in cur.fetchall()}
+    # Purged ones: only settled holds may have gone, and what was acknowledged about them is kept in the copy.
+    cur.execute("SELECT id, state, committed, settled_at IS NOT NULL FROM public.purged_holds")
+    purged = 0
+    for rid, state, committed, settled in cur.fetchall():
+        purged += 1
+        if state == "open" or not settled:
+            failures.append("purge_holds deleted hold %d in state %s" % (rid, state))
+        if rid in holds:
+            failures.append("hold %d both purged and still there" % rid)
+        holds[rid] = (state, committed, settled)
+    ledger.calls["holds purged"] = purged
     for rid, amount in ledger.committed.items():
         if holds.get(rid, (None,))[:2] != ("committed", amount):
             failures.append("reservation %d committed with %d, stored %r" % (rid, amount, holds.get(rid)))
@@ -419,6 +518,9 @@ def audit(ledger):
     for rid, (state, committed, settled) in holds.items():
         if (state == "open") == settled:
             failures.append("hold %d: state %s but settled=%s" % (rid, state, settled))
+
+    counts = audit_alerts_and_history(ledger, cur, windows, failures)
+    ledger.calls["events audited"], ledger.calls["history windows audited"] = counts
 
     # The indexes hold an entry for every row version (the extension writes some rows directly).
     cur.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
@@ -446,6 +548,26 @@ def main():
         cur.execute("SELECT quota.set_account(%s, %s, %s)", (team, limit, resource))
     for team, resource, limit in TICK:
         cur.execute("SELECT quota.set_account(%s, %s, %s, '1 second')", (team, limit, resource))
+    # Alerts for every account (new sessions get the database's setting), one account's own.
+    cur.execute("DELETE FROM quota.events; DELETE FROM quota.history; DELETE FROM quota.alert_settings")
+    cur.execute("SELECT format('ALTER DATABASE %%I SET quota.default_alerts = %%L', current_database(), %s)",
+                (",".join(map(str, DEFAULT_ALERTS)),))
+    cur.execute(cur.fetchone()[0])
+    for (team, resource), thresholds in OWN_ALERTS.items():
+        cur.execute("SELECT quota.set_alerts(%s, %s, %s)", (team, thresholds, resource))
+    # A copy of every hold purge_holds deletes, for the audit.
+    cur.execute("""
+        CREATE TABLE IF NOT EXISTS public.purged_holds (LIKE quota.holds);
+        TRUNCATE public.purged_holds;
+        CREATE OR REPLACE FUNCTION public.keep_purged_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO public.purged_holds SELECT OLD.*;
+            RETURN OLD;
+        END $$;
+        DROP TRIGGER IF EXISTS keep_purged_hold ON quota.holds;
+        CREATE TRIGGER keep_purged_hold AFTER DELETE ON quota.holds
+            FOR EACH ROW EXECUTE FUNCTION public.keep_purged_hold();
+    """)
     conn.close()
 
     ledger = Ledger()
@@ -463,6 +585,9 @@ def main():
     reslotter = threading.Thread(target=reslot_loop, args=(deadline, ledger, crash_window))
     reslotter.start()
     threads.append(reslotter)
+    purger = threading.Thread(target=purge_loop, args=(deadline, ledger, crash_window))
+    purger.start()
+    threads.append(purger)
     if args.crash:
         time.sleep(args.seconds / 2)
         crash_window.set()
