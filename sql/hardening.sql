@@ -77,7 +77,9 @@ SELECT quota.is_team_limited('dba');
 SELECT try($$SELECT used FROM quota.usage WHERE team = 'dba'$$);
 SELECT team, used FROM quota.accounts WHERE team = 'dba';
 ALTER TABLE quota.accounts ALTER COLUMN used TYPE bigint;
+\set ECHO none
 SELECT format('CREATE VIEW quota.usage_history AS %s', definition) FROM saved_view \gexec
+\set ECHO all
 ALTER EXTENSION quota ADD VIEW quota.usage_history;
 GRANT SELECT ON quota.usage_history TO PUBLIC;
 SELECT used, held FROM quota.usage WHERE team = 'dba';

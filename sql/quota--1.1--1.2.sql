@@ -66,8 +66,11 @@ SELECT p.team,
        p.resource,
        p.window_start,
        pg_catalog.max(p.window_end) AS window_end,
-       (pg_catalog.array_agg(p.credit_limit ORDER BY p.part))[1] AS credit_limit,
-       (pg_catalog.array_agg(p.unlimited ORDER BY p.part))[1] AS unlimited,
+       -- the terms the account row closed the window with (a slot's, if only slots used it)
+       COALESCE(pg_catalog.max(p.credit_limit) FILTER (WHERE p.part OPERATOR(pg_catalog.=) -1),
+                pg_catalog.max(p.credit_limit)) AS credit_limit,
+       COALESCE(pg_catalog.bool_or(p.unlimited) FILTER (WHERE p.part OPERATOR(pg_catalog.=) -1),
+                pg_catalog.bool_or(p.unlimited)) AS unlimited,
        CAST(pg_catalog.sum(p.used) AS bigint) AS used
   FROM (SELECT h.team, h.resource, h.window_start, h.part, h.window_end, h.credit_limit, h.unlimited, h.used
           FROM quota.history h
