@@ -7,7 +7,7 @@
 # counts.  Writes bench/RESULTS.md.  Not part of the test suite.
 #
 #   bench/run.sh [--seconds 5] [--rounds 3] [--clients "1 8 32"] [--memory-calls 1000000] [--slots 32]
-#                [--workloads "SPREAD HOT HOT-AUTO HOT-SLOTS NEAR-LIMIT HOT-LIMIT"] [--extras yes|no]
+#                [--workloads "SPREAD HOT HOT-AUTO HOT-SLOTS ALERTS NEAR-LIMIT HOT-LIMIT"] [--extras yes|no]
 #                [--out bench/RESULTS.md]
 #
 # Workloads: SPREAD, 10,000 accounts; HOT, one account with automatic
@@ -15,7 +15,8 @@
 # HOT-AUTO, one account as a new user has it (never given slots by hand:
 # automatic slotting); HOT-SLOTS, one account pinned at --slots slots;
 # NEAR-LIMIT, 10,000 accounts with 1 credit left; HOT-LIMIT, one account
-# with 1 credit left (a hot account at its limit).
+# with 1 credit left (a hot account at its limit); ALERTS, SPREAD charges
+# with alert thresholds configured but never reached.
 #
 # --workloads and --extras no (no race, no memory runs) make a shorter run,
 # e.g. the speed check of every change to the hot path:
@@ -33,7 +34,7 @@ rounds=3
 slots=32
 clients_list="1 8 32"
 memory_calls=1000000
-workloads="SPREAD HOT HOT-AUTO HOT-SLOTS NEAR-LIMIT HOT-LIMIT"
+workloads="SPREAD HOT HOT-AUTO HOT-SLOTS ALERTS NEAR-LIMIT HOT-LIMIT"
 extras=yes
 out="$QUOTA_ROOT/bench/RESULTS.md"
 while [ $# -gt 0 ]; do
@@ -65,7 +66,7 @@ createdb bench
 # fixtures LIMIT USED [SLOTS]: fresh tables and accounts (SLOTS > 0: the hot accounts get that many slots)
 fixtures() {
     psql -X -q -v ON_ERROR_STOP=1 -v accounts=10000 -v limit="$1" -v used="$2" -v slots="${3:-0}" \
-        -f setup.sql >/dev/null
+        -v alerts="${4:-off}" -f setup.sql >/dev/null
 }
 
 # every contender alone, taking turns for $rounds rounds; appends a JSON line to results
@@ -83,9 +84,12 @@ run() {
     rm -rf "$work/run" && mkdir -p "$work/run" && chmod 777 "$work/run"
     for round in $(seq "$rounds"); do
         for c in "${CONTENDERS[@]}"; do
-            (cd "$work/run" && PGOPTIONS="$options" \
+            # NAME@alerts: the script NAME with quota.default_alerts set (thresholds never reached).
+            local script=${c%@*} extra=
+            [ "$c" = "$script" ] || extra="-c quota.default_alerts=80,100"
+            (cd "$work/run" && PGOPTIONS="$options $extra" \
                 pgbench -n -M prepared -c "$clients" -j "$threads" -T "$seconds" -D accounts="$accounts" \
-                -l --log-prefix="$work/run/log.$c.$round" -f "$QUOTA_ROOT/bench/scripts/$c.sql" \
+                -l --log-prefix="$work/run/log.$c.$round" -f "$QUOTA_ROOT/bench/scripts/$script.sql" \
                 >"$work/run/$c.$round.out" 2>&1) || { cat "$work/run/$c.$round.out"; exit 1; }
         done
     done
@@ -121,6 +125,14 @@ for mode in durable cpu-bound; do
     if wanted NEAR-LIMIT; then
         fixtures 1000 999
         for clients in $clients_list; do run "$mode" NEAR-LIMIT 10000 "$clients"; done
+    fi
+    # Alerts configured but never reached (issue 10): the same charge on accounts without alerts, with
+    # quota.default_alerts set, and on accounts with thresholds of their own (set_alerts).
+    if wanted ALERTS; then
+        fixtures 1000000000000000 0 0 on
+        for clients in $clients_list; do
+            run "$mode" ALERTS 10000 "$clients" bare_update charge_credit charge_credit@alerts charge_own_alerts
+        done
     fi
     # One hot account at its limit: every caller is refused.
     if wanted HOT-LIMIT; then
@@ -189,7 +201,9 @@ reads = ["pk_select", "is_team_limited"]
 label = {"bare_update": "bare `UPDATE` (minimum)", "pk_select": "primary-key `SELECT` (minimum)",
          "conditional_update": "one-statement conditional `UPDATE`", "read_then_write": "PL/pgSQL read-then-write",
          "for_update": "PL/pgSQL `SELECT ... FOR UPDATE`", "charge_credit": "**quota.charge_credit**",
-         "reserve_commit": "**quota.reserve_credit + commit_credit**", "is_team_limited": "**quota.is_team_limited**"}
+         "reserve_commit": "**quota.reserve_credit + commit_credit**", "is_team_limited": "**quota.is_team_limited**",
+         "charge_credit@alerts": "**quota.charge_credit**, `quota.default_alerts = '80,100'`",
+         "charge_own_alerts": "**quota.charge_credit**, `set_alerts(team, '{80,100}')` on every account"}
 cpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True).stdout.strip()
 print("# Benchmark results\n")
 print("Machine: %s, %s cores, %s; PostgreSQL %s; %s." % (
@@ -224,6 +238,19 @@ for mode in ["durable", "cpu-bound"]:
             print("| %s | %d | %s | %s | %s | %s | %s | **%.2f×** |" % (mode, clients, label[name], cell(spread), cell(hot),
                                                                      cell(auto), cell(slotted), auto / spread))
 print()
+print("## Alerts configured, never reached\n")
+print("SPREAD `charge_credit` on accounts without alerts, with `quota.default_alerts` set, and on accounts with"
+      " thresholds of their own, side by side (*ratio* against the same call without alerts).\n")
+print("| mode | clients | without alerts tps | default_alerts tps | ratio | own thresholds tps | ratio |\n|---|---|---|---|---|---|---|")
+for mode in ["durable", "cpu-bound"]:
+    for clients in [int(c) for c in clients_list.split()]:
+        r = find(mode, "ALERTS", clients)
+        if r is None:
+            continue
+        plain, default, own = (tps(r, n) for n in ["charge_credit", "charge_credit@alerts", "charge_own_alerts"])
+        print("| %s | %d | %.0f | %.0f | **%.2f×** | %.0f | **%.2f×** |" % (mode, clients, plain, default, default / plain,
+                                                                         own, own / plain))
+print()
 print("## Denials\n")
 print("Near the limit every call is refused: quota's calls against the one-statement conditional `UPDATE`"
       " (*ratio*), on 10,000 accounts with 1 credit left (NEAR-LIMIT) and on one hot account at its limit (HOT-LIMIT).\n")
@@ -243,7 +270,7 @@ print("\n*ratio* is tps against the bare `UPDATE` for writes and the primary-key
       " and workload. One reserve + commit transaction is two calls: two round trips and two database transactions.\n")
 for mode in ["durable", "cpu-bound"]:
     print("## %s (synchronous_commit = %s)\n" % (mode, "on" if mode == "durable" else "off"))
-    for workload in ["SPREAD", "HOT", "HOT-AUTO", "HOT-SLOTS", "NEAR-LIMIT", "HOT-LIMIT"]:
+    for workload in ["SPREAD", "HOT", "HOT-AUTO", "HOT-SLOTS", "ALERTS", "NEAR-LIMIT", "HOT-LIMIT"]:
         rows = [r for r in runs if r["mode"] == mode and r["workload"] == workload]
         if not rows:
             continue
@@ -252,11 +279,12 @@ for mode in ["durable", "cpu-bound"]:
                 "HOT-AUTO": "one account per contender, never given slots by hand: automatic slotting",
                 "HOT-SLOTS": "one account per contender, pinned at %s slots" % slots,
                 "NEAR-LIMIT": "10,000 accounts with 1 credit left: nearly every call denied",
-                "HOT-LIMIT": "one account per contender with 1 credit left: nearly every call denied"}[workload]
+                "HOT-LIMIT": "one account per contender with 1 credit left: nearly every call denied",
+                "ALERTS": "10,000 accounts, uniform; alert thresholds configured, never reached"}[workload]
         print("### %s (%s)\n" % (workload, desc))
         print("| contender | " + " | ".join("%d clients: tps / p50 / p99 ms / ratio" % r["clients"] for r in rows) + " |")
         print("|---|" + "---|" * len(rows))
-        for name in writes + reads:
+        for name in writes + reads + ["charge_credit@alerts", "charge_own_alerts"]:
             if name not in rows[0]["contenders"]:
                 continue
             cells = []

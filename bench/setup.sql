@@ -1,6 +1,6 @@
 -- Benchmark fixtures: every contender gets its own rows, so contenders never
 -- wait for each other's locks. Teams are '1'..'10000'; HOT runs use team '1' only.
--- psql -v accounts=10000 -v limit=... -v used=... -v slots=N (N > 0: accounts c1 and r1 get N slots)
+-- psql -v accounts=10000 -v limit=... -v used=... -v slots=N (N > 0: accounts c1 and r1 get N slots) -v alerts=on|off
 SET client_min_messages = warning;
 DROP SCHEMA IF EXISTS bench CASCADE;
 DROP EXTENSION IF EXISTS quota;
@@ -48,6 +48,9 @@ END $$;
 
 -- quota accounts: c* for charge_credit and is_team_limited, r* for reserve + commit.
 SELECT count(quota.set_account(p || g, :limit)) FROM generate_series(1, :accounts) g, unnest(ARRAY['c', 'r']) p;
+-- a*: the same with alert thresholds of their own that the benchmark never reaches (ALERTS; -v alerts=on).
+SELECT count(quota.set_account('a' || g, :limit)) FROM generate_series(1, :accounts) g WHERE :'alerts' = 'on';
+SELECT count(quota.set_alerts('a' || g, '{80,100}')) FROM generate_series(1, :accounts) g WHERE :'alerts' = 'on';
 UPDATE quota.accounts SET used = :used;
 -- The hot accounts split into slots (quota.set_slots), for the HOT-SLOTS workload.
 SELECT quota.set_slots(t, :slots) FROM unnest(ARRAY['c1', 'r1']) t WHERE :slots > 0;

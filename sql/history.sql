@@ -40,6 +40,15 @@ SELECT count(*) FROM quota.usage_history WHERE team = 'forever';
 SELECT quota.purge_history(now() - interval '1 day' + interval '1 minute');
 SELECT team, used FROM quota.usage_history WHERE team LIKE 'hist%' ORDER BY team;
 SELECT try($$SELECT quota.purge_history(NULL)$$);
+-- A purged window that was never rolled over is hidden too, and its later rollover stores nothing.
+SELECT quota.set_account('hist-late', 100, period => '1 day', anchor => date_trunc('day', now()));
+SELECT used FROM quota.charge_credit('hist-late', 5);
+SELECT age_window('hist-late');
+SELECT used FROM quota.usage_history WHERE team = 'hist-late';
+SELECT quota.purge_history(now()) > 0 AS purged;
+SELECT count(*) FROM quota.usage_history WHERE team = 'hist-late';
+SELECT used FROM quota.charge_credit('hist-late', 1);
+SELECT count(*) AS stored FROM quota.history WHERE team = 'hist-late';
 
 -- Retention of holds: settled ones go, open ones stay; a purged reservation is unknown (P0002).
 SELECT quota.set_account('purge', 100);
@@ -92,6 +101,16 @@ SELECT threshold, used FROM quota.events WHERE team = 'alert' ORDER BY id;
 SELECT quota.set_alerts('alert', '{100, 150}');
 SELECT granted, used FROM quota.charge_credit('alert', 7, allow_overdraft => true);
 SELECT threshold, used FROM quota.events WHERE team = 'alert' ORDER BY id;
+-- quota.notify_events = off: stored, not notified (two-phase commit refuses a transaction that ran NOTIFY).
+SET quota.notify_events = off;
+SELECT quota.set_account('alert-2pc', 10);
+SELECT quota.set_alerts('alert-2pc', '{50}');
+BEGIN;
+SELECT granted FROM quota.charge_credit('alert-2pc', 5);
+PREPARE TRANSACTION 'quota-alert';
+COMMIT PREPARED 'quota-alert';
+SELECT threshold, used FROM quota.events WHERE team = 'alert-2pc';
+RESET quota.notify_events;
 -- Unlimited accounts raise none.
 SELECT quota.set_account('alert-u', 10, unlimited => true);
 SELECT quota.set_alerts('alert-u', '{50}');
@@ -106,6 +125,13 @@ SELECT count(*) FROM (SELECT quota.charge_credit('alert-s', 3) FROM generate_ser
 SELECT threshold, used + held >= threshold * 10 AS reached, used + held < threshold * 10 + 3 AS by_that_call
   FROM quota.events WHERE team = 'alert-s' ORDER BY id;
 SELECT sum(share) AS dealt FROM quota.slots WHERE team = 'alert-s';
+-- quota.alert_settings not as installed (an index added): thresholds are read with SQL, and still apply.
+CREATE INDEX alert_settings_by_hand ON quota.alert_settings (resource);
+SELECT quota.set_account('alert-sql', 10);
+SELECT quota.set_alerts('alert-sql', '{30}');
+SELECT granted FROM quota.charge_credit('alert-sql', 3);
+SELECT threshold, used FROM quota.events WHERE team = 'alert-sql';
+DROP INDEX quota.alert_settings_by_hand;
 -- quota.default_alerts: for accounts with none of their own; set_alerts(NULL) removes an account's own.
 SET quota.default_alerts = '90';
 SELECT quota.set_account('alert-d', 10);

@@ -53,7 +53,15 @@ CREATE TABLE quota.history (
     credit_limit bigint      NOT NULL,
     unlimited    boolean     NOT NULL,
     used         bigint      NOT NULL,
-    PRIMARY KEY (team, resource, window_start, part)
+    -- window_end too: a new period or anchor (set_account) may start another window at the same instant
+    PRIMARY KEY (team, resource, window_start, window_end, part)
+);
+
+-- What purge_history() has deleted up to: windows that ended before it are
+-- neither shown (also those not rolled over yet) nor stored again.
+CREATE TABLE quota.history_purged (
+    one          boolean     NOT NULL DEFAULT true PRIMARY KEY CHECK (one),
+    ended_before timestamptz NOT NULL
 );
 
 COMMENT ON TABLE quota.history IS 'quota: what closed windows ended with; read it through quota.usage_history';
@@ -65,7 +73,7 @@ CREATE VIEW quota.usage_history AS
 SELECT p.team,
        p.resource,
        p.window_start,
-       pg_catalog.max(p.window_end) AS window_end,
+       p.window_end,
        -- the terms the account row closed the window with (a slot's, if only slots used it)
        COALESCE(pg_catalog.max(p.credit_limit) FILTER (WHERE p.part OPERATOR(pg_catalog.=) -1),
                 pg_catalog.max(p.credit_limit)) AS credit_limit,
@@ -87,7 +95,9 @@ SELECT p.team,
                                AND a.resource OPERATOR(pg_catalog.=) s.resource
          WHERE s.resets_at OPERATOR(pg_catalog.<=) pg_catalog.now()
            AND s.used OPERATOR(pg_catalog.<>) 0) p
- GROUP BY p.team, p.resource, p.window_start;
+ WHERE p.window_end OPERATOR(pg_catalog.>=)
+       COALESCE((SELECT r.ended_before FROM quota.history_purged r), '-infinity')
+ GROUP BY p.team, p.resource, p.window_start, p.window_end;
 
 COMMENT ON VIEW quota.usage_history IS 'every closed window of a budget with a period, and what it ended with';
 
@@ -205,24 +215,29 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Pass the instant before which closed windows are deleted.';
     END IF;
+    -- From now on, windows that ended before it are neither shown nor stored (rolled over later).
+    INSERT INTO quota.history_purged AS r (ended_before) VALUES (ended_before)
+    ON CONFLICT (one) DO UPDATE SET ended_before = greatest(r.ended_before, EXCLUDED.ended_before);
     WITH gone AS (
         DELETE FROM ONLY quota.history h WHERE h.window_end < ended_before
-        RETURNING h.team, h.resource, h.window_start)
-    SELECT count(*) INTO windows FROM (SELECT DISTINCT g.team, g.resource, g.window_start FROM gone g) w;
+        RETURNING h.team, h.resource, h.window_start, h.window_end)
+    SELECT count(*) INTO windows
+      FROM (SELECT DISTINCT g.team, g.resource, g.window_start, g.window_end FROM gone g) w;
     DELETE FROM ONLY quota.events e WHERE e.resets_at < ended_before;
     RETURN windows;
 END
 $$;
 
 COMMENT ON FUNCTION quota.purge_history(timestamptz)
-    IS 'delete the history and alert events of windows that ended before the instant; returns how many windows';
+    IS 'delete the history and alert events of windows that ended before the instant (also from windows rolled over later); returns how many windows';
 
 SELECT pg_catalog.pg_extension_config_dump('quota.history', '');
+SELECT pg_catalog.pg_extension_config_dump('quota.history_purged', '');
 SELECT pg_catalog.pg_extension_config_dump('quota.alert_settings', '');
 SELECT pg_catalog.pg_extension_config_dump('quota.events', '');
 SELECT pg_catalog.pg_extension_config_dump('quota.events_id_seq', '');
 
-REVOKE ALL ON quota.history, quota.alert_settings, quota.events, quota.events_id_seq FROM PUBLIC;
+REVOKE ALL ON quota.history, quota.history_purged, quota.alert_settings, quota.events, quota.events_id_seq FROM PUBLIC;
 GRANT SELECT ON quota.usage_history, quota.events TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION quota.set_alerts(text, integer[], text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION quota.purge_holds(timestamptz) FROM PUBLIC;

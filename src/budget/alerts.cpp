@@ -27,7 +27,8 @@ struct Cached {
     std::vector<int32> thresholds;
 };
 std::unordered_map<std::string, Cached> cache;
-bool stale = false;
+bool stale = true;
+bool any_own = true;       /* quota.alert_settings has rows (read again after each invalidation) */
 Oid watched = InvalidOid; /* quota.alert_settings, once read */
 constexpr size_t kMaxCached = 100000;
 
@@ -49,17 +50,37 @@ std::string account_name(storage::AccountKey key)
     return name;
 }
 
-/* The account's thresholds, ascending: its own, else quota.default_alerts; empty: none. */
-const std::vector<int32> &thresholds_of(storage::AccountKey key)
+/*
+ * After an invalidation (or when full): start again, and see whether any
+ * account has thresholds of its own.  Called with the account row locked:
+ * invalidations sent by set_alerts() calls that committed before this call
+ * got the row are taken in first (a backend takes them in at transaction
+ * start and when it first takes a lock, both of which may have come before
+ * that commit), and the rows are read under the latest snapshot.
+ */
+void refresh()
 {
-    if (stale || cache.size() >= kMaxCached) {
-        cache.clear();
-        stale = false;
-    }
+    bridge::guarded([] { AcceptInvalidationMessages(); });
+    if (!stale && cache.size() < kMaxCached)
+        return;
+    cache.clear();
+    stale = false;
+    watched = storage::alert_settings_relid();
+    any_own = storage::any_thresholds(); /* none: no account needs a lookup (quota.default_alerts only) */
+}
+
+/*
+ * The account's thresholds, ascending: its own, else quota.default_alerts;
+ * empty: none.  A copy: the cache may be emptied while the caller runs SQL.
+ */
+std::vector<int32> thresholds_of(storage::AccountKey key)
+{
+    refresh();
+    if (!any_own)
+        return settings::default_alerts();
     std::string name = account_name(key);
     auto found = cache.find(name);
     if (found == cache.end()) {
-        watched = storage::alert_settings_relid();
         Cached entry;
         entry.own = storage::read_thresholds(key, entry.thresholds);
         std::sort(entry.thresholds.begin(), entry.thresholds.end());
@@ -120,7 +141,7 @@ void raise_crossed(storage::AccountKey key, const Account &after, int64 before, 
         event.held = after.held;
         event.credit_limit = after.credit_limit;
         event.created_at = now;
-        storage::insert_event(key, event);
+        storage::insert_event(key, event, settings::notify_events());
     }
 }
 
@@ -131,10 +152,8 @@ void forget_all()
 
 void remember(storage::AccountKey key, const std::vector<int32> &thresholds)
 {
-    if (stale || cache.size() >= kMaxCached) {
-        cache.clear();
-        stale = false;
-    }
+    refresh();
+    any_own = any_own || !thresholds.empty();
     Cached entry;
     entry.own = !thresholds.empty();
     entry.thresholds = thresholds;
@@ -184,10 +203,11 @@ void check_thresholds(const std::vector<int32> &thresholds, bool has_null)
     if (thresholds.size() > kMaxThresholds)
         throw Error(ERRCODE_INVALID_PARAMETER_VALUE, format("too many alert thresholds (%zu)", thresholds.size()),
                     format("An account has at most %zu alert thresholds.", kMaxThresholds));
-    for (int32 percent : thresholds)
-        if (percent < 1 || percent > kMaxThreshold)
-            throw Error(ERRCODE_INVALID_PARAMETER_VALUE, format("invalid alert threshold %d", percent),
-                        format("A threshold is a percentage of credit_limit from 1 to %d.", kMaxThreshold));
+    auto const bad = std::find_if(thresholds.begin(), thresholds.end(),
+                                  [](int32 percent) { return percent < 1 || percent > kMaxThreshold; });
+    if (bad != thresholds.end())
+        throw Error(ERRCODE_INVALID_PARAMETER_VALUE, format("invalid alert threshold %d", *bad),
+                    format("A threshold is a percentage of credit_limit from 1 to %d.", kMaxThreshold));
 }
 
 } // namespace quota::alerts

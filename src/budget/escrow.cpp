@@ -21,6 +21,7 @@
 
 #include "bridge/error.hpp"
 #include "bridge/guard.hpp"
+#include "budget/ledger.hpp"
 #include "budget/locks.hpp"
 #include "budget/settings.hpp"
 
@@ -402,6 +403,8 @@ bool commit(const Hold &seen, const int64 *amount, TimestampTz now, Turn &turn, 
     if (!claimed)
         return false;
     turn.slot = seen.slot;
+    if (hold.state == HoldState::Expired)
+        ledger::late_commit_may_go(hold.id); /* never wait for a purge with the slot locked */
     if (hold.state != HoldState::Committed) {
         Slot &slot = row.slot;
         if (hold.state == HoldState::Open) {

@@ -60,6 +60,23 @@ TimestampTz transaction_now()
                 format("quota reservation %lld does not exist", static_cast<long long>(reservation)));
 }
 
+} // namespace
+
+void late_commit_may_go(int64 reservation)
+{
+    if (storage::try_lock_hold(reservation))
+        return;
+    Hold gone;
+    if (!storage::read_hold(reservation, gone))
+        unknown_reservation(reservation);
+    throw Error(ERRCODE_LOCK_NOT_AVAILABLE,
+                format("could not settle quota reservation %lld now", static_cast<long long>(reservation)),
+                "quota.purge_holds() is deleting it.",
+                "Retry: once the purge has committed, the reservation no longer exists.");
+}
+
+namespace {
+
 /* The account a fresh default account would be, if quota.default_limit is set. */
 bool default_account(TimestampTz now, Account &account)
 {
@@ -747,6 +764,8 @@ Grant commit(int64 reservation, const int64 *amount)
     };
 
     Locked locked = lock_hold_account(hold, reservation, now, turn);
+    if (hold.state == HoldState::Expired)
+        late_commit_may_go(reservation); /* never wait for a purge with the account locked */
     watch_alerts(locked); /* a commit past its hold, or of an expired one, may cross a threshold */
     if (settle_locked(reservation, hold, open_or_expired, HoldState::Committed, now, &settled)) {
         Target const target = hold_target(locked, hold);

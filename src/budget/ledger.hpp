@@ -41,6 +41,15 @@ void set_alerts(AccountKey key, const std::vector<int32> &thresholds);
 
 Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const Datum *idempotency_key);
 Grant commit(int64 reservation, const int64 *amount);
+
+/*
+ * Before a late commit of an expired hold, with its account or slot
+ * locked: lock the hold's row without waiting.  Only purge_holds() can
+ * hold it then; P0002 when the purge has deleted it, 55P03 while the purge
+ * is under way (retry), instead of waiting for the purge with the account
+ * locked.
+ */
+void late_commit_may_go(int64 reservation);
 bool release(int64 reservation);
 Grant charge(AccountKey key, int64 amount, bool allow_overdraft);
 

@@ -28,6 +28,7 @@ uint64 alerts_value_version = 0;
 
 bool limit_set = false;
 int auto_slots_value = kDefaultAutoSlots;
+bool notify_value = true;
 int reply_lag_value = kDefaultReplyLagMs;
 int64 limit_value = 0;
 bool period_set = false;
@@ -126,10 +127,16 @@ bool parse_alerts(const char *text, std::vector<int32> &out)
     }
 }
 
-bool check_alerts(char **newval, void **, GucSource)
+bool valid_alerts(const char *text)
 {
     std::vector<int32> thresholds;
-    if (is_unset(*newval) || parse_alerts(*newval, thresholds))
+    return parse_alerts(text, thresholds);
+}
+
+/* Owns no C++ object: GUC_check_errdetail may raise an error. */
+bool check_alerts(char **newval, void **, GucSource)
+{
+    if (is_unset(*newval) || valid_alerts(*newval))
         return true;
     GUC_check_errdetail("quota.default_alerts must list percentages of credit_limit from 1 to %d, e.g. '80,100', "
                         "or be empty for none.",
@@ -169,6 +176,10 @@ void define()
     DefineCustomStringVariable("quota.default_alerts", "Alert thresholds of accounts that have none of their own.",
                                "Percentages of credit_limit, e.g. '80,100'; unset (empty): none.",
                                &default_alerts_text, "", PGC_SUSET, 0, check_alerts, assign_alerts, nullptr);
+    DefineCustomBoolVariable("quota.notify_events", "Send each alert event with NOTIFY on channel quota_events.",
+                             "Off: events are only stored in quota.events (a transaction that ran NOTIFY cannot "
+                             "PREPARE TRANSACTION).",
+                             &notify_value, true, PGC_SUSET, 0, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("quota");
 }
 
@@ -180,6 +191,11 @@ int32 reply_lag_ms()
 int32 auto_slots()
 {
     return auto_slots_value;
+}
+
+bool notify_events()
+{
+    return notify_value;
 }
 
 const std::vector<int32> &default_alerts()

@@ -15,6 +15,9 @@
  *
  *   quota.default_alerts  thresholds (percent of credit_limit, e.g. '80,100')
  *                         of accounts without their own (set_alerts)
+ *   quota.notify_events   boolean, default on: alerts are also sent with
+ *                         NOTIFY (off for two-phase commit, which refuses
+ *                         a transaction that ran NOTIFY)
  *
  * All but reply_lag are superuser-set (PGC_SUSET; grantable with GRANT SET ON
  * PARAMETER), so a role that may spend credits cannot give itself a
@@ -38,6 +41,9 @@ int32 reply_lag_ms();
 
 /* The most slots automatic slotting may give an account (0: none). */
 int32 auto_slots();
+
+/* quota.notify_events: alerts are also sent with NOTIFY (default on). */
+bool notify_events();
 
 /* quota.default_alerts, ascending (empty: none). */
 const std::vector<int32> &default_alerts();

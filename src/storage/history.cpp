@@ -6,11 +6,13 @@
  * None of it runs on a call that neither rolls an account over nor
  * crosses a threshold: the ledger asks for thresholds through the
  * per-backend cache of budget/alerts.cpp, which reads alert_settings once
- * per account until set_alerts() changes it.
+ * per account until set_alerts() changes it — directly through its primary
+ * key while the table is as installed (table.hpp), with SQL otherwise.
  */
 #include "storage/store.hpp"
 
 #include "bridge/guard.hpp"
+#include "storage/schema.hpp"
 #include "storage/sql.hpp"
 
 namespace quota::storage {
@@ -20,9 +22,11 @@ namespace {
 /* Each part (the account row, or one slot) is written by the holder of its row's lock only. */
 Statement record_history_sql = {
     "INSERT INTO quota.history AS h (team, resource, window_start, part, window_end, credit_limit, unlimited, used)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-    " ON CONFLICT (team, resource, window_start, part)"
-    " DO UPDATE SET used = h.used OPERATOR(pg_catalog.+) EXCLUDED.used, window_end = EXCLUDED.window_end,"
+    " SELECT $1, $2, $3, $4, $5, $6, $7, $8"
+    " WHERE $5 OPERATOR(pg_catalog.>=)"
+    "  COALESCE((SELECT r.ended_before FROM quota.history_purged r), '-infinity')" /* not purged already */
+    " ON CONFLICT (team, resource, window_start, window_end, part)"
+    " DO UPDATE SET used = h.used OPERATOR(pg_catalog.+) EXCLUDED.used,"
     "  credit_limit = EXCLUDED.credit_limit, unlimited = EXCLUDED.unlimited",
     nullptr, 8, {TEXTOID, TEXTOID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8OID, BOOLOID, INT8OID}};
 
@@ -30,6 +34,8 @@ Statement thresholds_sql = {
     "SELECT CAST(s.thresholds AS pg_catalog.int4[]) FROM ONLY quota.alert_settings s"
     " WHERE s.team" EQ "$1 AND s.resource" EQ "$2",
     nullptr, 2, {TEXTOID, TEXTOID}};
+
+Statement any_thresholds_sql = {"SELECT FROM ONLY quota.alert_settings s LIMIT 1", nullptr, 0, {}};
 
 Statement write_thresholds_sql = {
     "INSERT INTO quota.alert_settings AS s (team, resource, thresholds) VALUES ($1, $2, $3)"
@@ -41,16 +47,21 @@ Statement delete_thresholds_sql = {
     {TEXTOID, TEXTOID}};
 
 /* Once per (team, resource, window_start, threshold): a unique key, not a check-then-insert. */
+#define INSERT_EVENT(then)                                                                                       \
+    "WITH e AS ("                                                                                                \
+    " INSERT INTO quota.events (team, resource, window_start, resets_at, threshold, used, held, credit_limit,"   \
+    "  created_at)"                                                                                              \
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"                                                               \
+    " ON CONFLICT (team, resource, window_start, threshold) DO NOTHING"                                          \
+    " RETURNING *) " then
+#define EVENT_TYPES {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID}
+
 Statement insert_event_sql = {
-    "WITH e AS ("
-    " INSERT INTO quota.events (team, resource, window_start, resets_at, threshold, used, held, credit_limit,"
-    "  created_at)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-    " ON CONFLICT (team, resource, window_start, threshold) DO NOTHING"
-    " RETURNING *)"
-    " SELECT pg_catalog.pg_notify('quota_events', CAST(pg_catalog.row_to_json(e) AS pg_catalog.text)) FROM e",
-    nullptr, 9,
-    {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID}};
+    INSERT_EVENT("SELECT pg_catalog.pg_notify('quota_events', CAST(pg_catalog.row_to_json(e) AS pg_catalog.text)) FROM e"),
+    nullptr, 9, EVENT_TYPES};
+
+/* quota.notify_events off: stored only. */
+Statement store_event_sql = {INSERT_EVENT("SELECT FROM e"), nullptr, 9, EVENT_TYPES};
 
 /* Whether quota.<name> exists (a database not yet at 1.2 has none of these tables). */
 bool has_table(const char *name)
@@ -78,35 +89,109 @@ void record_history(AccountKey key, const ClosedWindow &closed)
     finish();
 }
 
+namespace {
+
+/* What a direct read of one account's thresholds found (plain data, out of guarded()). */
+struct DirectThresholds {
+    enum { NoTable, NotDirect, Missing, Found } result = NoTable;
+    int count = 0;
+    int32 values[kMaxStoredThresholds] = {};
+};
+
+/*
+ * The account's row of quota.alert_settings, read through its primary key
+ * under the latest snapshot, as a cache miss needs it: no SQL, no executor.
+ */
+DirectThresholds read_thresholds_direct(AccountKey key)
+{
+    return bridge::guarded_value([&] {
+        DirectThresholds found;
+        if (!OidIsValid(table_oid(kAlertSettings)))
+            return found; /* a database not yet at 1.2 */
+        TableLayout layout;
+        Relation rel = open_table(kAlertSettings, AccessShareLock, layout);
+        found.result = DirectThresholds::NotDirect;
+        if (layout.direct) {
+            found.result = DirectThresholds::Missing;
+            TupleTableSlot *tuple = table_slot_create(rel, nullptr);
+            Datum const keys[2] = {key.team, key.resource};
+            Snapshot const snapshot = RegisterSnapshot(GetLatestSnapshot());
+            if (find_row(rel, kAlertSettings, layout, keys, snapshot, tuple)) {
+                slot_getallattrs(tuple);
+                bool isnull = false;
+                Datum const array = slot_column(layout, tuple, 2, &isnull);
+                if (!isnull) {
+                    found.result = DirectThresholds::Found;
+                    Datum *elements = nullptr;
+                    bool *nulls = nullptr;
+                    int count = 0;
+                    deconstruct_array(DatumGetArrayTypeP(array), INT4OID, sizeof(int32), true, TYPALIGN_INT,
+                                      &elements, &nulls, &count);
+                    for (int i = 0; i < count && found.count < kMaxStoredThresholds; i++)
+                        if (!nulls[i])
+                            found.values[found.count++] = DatumGetInt32(elements[i]);
+                }
+            }
+            UnregisterSnapshot(snapshot);
+            ExecDropSingleTupleTableSlot(tuple);
+        }
+        table_close(rel, NoLock);
+        return found;
+    });
+}
+
+} // namespace
+
 bool read_thresholds(AccountKey key, std::vector<int32> &out)
 {
     out.clear();
-    if (!has_table("alert_settings"))
+    DirectThresholds const direct = read_thresholds_direct(key);
+    if (direct.result == DirectThresholds::NoTable)
         return false;
+    if (direct.result != DirectThresholds::NotDirect) {
+        out.assign(direct.values, direct.values + direct.count);
+        return direct.result == DirectThresholds::Found;
+    }
+    /* Not as installed: SQL, where PostgreSQL applies what was added to the table. */
     Datum values[2] = {key.team, key.resource};
     connect();
-    execute(thresholds_sql, values, nullptr, true);
-    bool found = false;
-    if (SPI_processed > 0) {
+    Snapshot const snapshot = bridge::guarded_value([] { return RegisterSnapshot(GetLatestSnapshot()); });
+    execute(thresholds_sql, values, nullptr, true, snapshot);
+    DirectThresholds const read = bridge::guarded_value([] {
+        DirectThresholds found;
+        found.result = DirectThresholds::Missing;
         bool isnull = false;
-        Datum const array = column(1, &isnull);
-        if (!isnull) {
-            found = true;
-            bridge::guarded([&] {
-                ArrayType *values_array = DatumGetArrayTypeP(array);
-                Datum *elements = nullptr;
-                bool *nulls = nullptr;
-                int count = 0;
-                deconstruct_array(values_array, INT4OID, sizeof(int32), true, TYPALIGN_INT, &elements, &nulls,
-                                  &count);
-                for (int i = 0; i < count; i++)
-                    if (!nulls[i])
-                        out.push_back(DatumGetInt32(elements[i]));
-            });
+        Datum const array = SPI_processed > 0 ? column(1, &isnull) : (Datum) 0;
+        if (SPI_processed > 0 && !isnull) {
+            found.result = DirectThresholds::Found;
+            Datum *elements = nullptr;
+            bool *nulls = nullptr;
+            int count = 0;
+            deconstruct_array(DatumGetArrayTypeP(array), INT4OID, sizeof(int32), true, TYPALIGN_INT, &elements,
+                              &nulls, &count);
+            for (int i = 0; i < count && found.count < kMaxStoredThresholds; i++)
+                if (!nulls[i])
+                    found.values[found.count++] = DatumGetInt32(elements[i]);
         }
-    }
+        return found;
+    });
+    bridge::guarded([snapshot] { UnregisterSnapshot(snapshot); });
     finish();
-    return found;
+    out.assign(read.values, read.values + read.count);
+    return read.result == DirectThresholds::Found;
+}
+
+bool any_thresholds()
+{
+    if (!has_table("alert_settings"))
+        return false;
+    connect();
+    Snapshot const snapshot = bridge::guarded_value([] { return RegisterSnapshot(GetLatestSnapshot()); });
+    execute(any_thresholds_sql, nullptr, nullptr, true, snapshot);
+    bool const any = SPI_processed > 0;
+    bridge::guarded([snapshot] { UnregisterSnapshot(snapshot); });
+    finish();
+    return any;
 }
 
 void write_thresholds(AccountKey key, const std::vector<int32> &thresholds)
@@ -137,7 +222,7 @@ bool alerts_installed()
     return has_table("events");
 }
 
-bool insert_event(AccountKey key, const Event &event)
+bool insert_event(AccountKey key, const Event &event, bool notify)
 {
     Datum values[9] = {key.team,
                        key.resource,
@@ -150,7 +235,7 @@ bool insert_event(AccountKey key, const Event &event)
                        TimestampTzGetDatum(event.created_at)};
     char nulls[9] = {' ', ' ', ' ', event.has_resets_at ? ' ' : 'n', ' ', ' ', ' ', ' ', ' '};
     connect();
-    execute(insert_event_sql, values, nulls, false);
+    execute(notify ? insert_event_sql : store_event_sql, values, nulls, false);
     bool const raised = SPI_processed > 0;
     finish();
     return raised;

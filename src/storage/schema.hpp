@@ -49,6 +49,16 @@ inline const TableSpec kSlots = {
 /* Where the Slot columns (from window_start) start in kSlots. */
 inline constexpr int kSlotFirstColumn = 3;
 
+/* quota.alert_settings (1.2): read directly (an account's thresholds, on a cache miss), written through SQL only. */
+inline const TableSpec kAlertSettings = {"alert_settings",
+                                         3,
+                                         {{"team", TEXTOID, false},
+                                          {"resource", TEXTOID, false},
+                                          {"thresholds", INT4ARRAYOID, false}},
+                                         2,
+                                         {TEXT_BTREE_FAM_OID, TEXT_BTREE_FAM_OID},
+                                         true};
+
 /* quota.holds: written through SQL only; locked up front by writing calls. */
 inline const TableSpec kHolds = {"holds", 0, {}, 0, {}};
 

@@ -133,6 +133,10 @@ Statement settle_hold_sql = {
     "UPDATE ONLY quota.holds SET state = $2, settled_at = $3, committed = $4 WHERE id" EQ "$1",
     nullptr, 4, {INT8OID, TEXTOID, TIMESTAMPTZOID, INT8OID}};
 
+/* Lock a hold row unless another transaction holds it (none but purge_holds() can, once its account is locked). */
+Statement try_lock_hold_sql = {
+    "SELECT h.id FROM ONLY quota.holds h WHERE h.id" EQ "$1 FOR UPDATE SKIP LOCKED", nullptr, 1, {INT8OID}};
+
 /* The same, only while the hold is still as the caller read it (state and slot); no row: it changed. */
 Statement settle_unchanged_hold_sql = {
     "UPDATE ONLY quota.holds h SET state = $2, settled_at = $3, committed = $4 WHERE h.id" EQ "$1"
@@ -466,6 +470,13 @@ void settle_hold(int64 id, HoldState state, TimestampTz now, const int64 *commit
     const char *name = state_name(state);
     values[1] = bridge::guarded_value([&] { return CStringGetTextDatum(name); });
     execute(settle_hold_sql, values, nulls, false);
+}
+
+bool try_lock_hold(int64 id)
+{
+    Datum values[1] = {Int64GetDatum(id)};
+    execute(try_lock_hold_sql, values, nullptr, false);
+    return SPI_processed == 1;
 }
 
 bool settle_unchanged_hold(const Hold &seen, HoldState state, TimestampTz now, const int64 *committed)

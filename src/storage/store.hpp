@@ -124,6 +124,14 @@ int64 insert_hold(AccountKey key, int64 amount, TimestampTz now, const Timestamp
                   const Datum *idempotency_key, const int32 *slot);
 void settle_hold(int64 id, HoldState state, TimestampTz now, const int64 *committed);
 /*
+ * Lock the hold's row if no other transaction holds it; false when one
+ * does (or it is gone).  A settled hold is only ever held by
+ * purge_holds() once its account (or slot) is locked: a late commit of an
+ * expired hold asks first, and does not wait for a purge.
+ */
+bool try_lock_hold(int64 id);
+
+/*
  * settle_hold() of `seen`, only if the hold is still in the state and slot
  * it was read with; false (nothing done) if it changed meanwhile.  Saves
  * reading it again under the account lock: read it again only then.
@@ -148,8 +156,14 @@ struct ClosedWindow {
 /* Add a part of a closed window to quota.history; the caller holds that part's row. */
 void record_history(AccountKey key, const ClosedWindow &closed);
 
+/* The most thresholds read from one row of quota.alert_settings (set_alerts() stores at most 64). */
+inline constexpr int kMaxStoredThresholds = 64;
+
 /* The account's own alert thresholds (quota.alert_settings); false when it has none. */
 bool read_thresholds(AccountKey key, std::vector<int32> &out);
+
+/* Whether any account has thresholds of its own. */
+bool any_thresholds();
 
 /* Store the account's own thresholds (empty: delete them); the caller holds the account. */
 void write_thresholds(AccountKey key, const std::vector<int32> &thresholds);
@@ -173,7 +187,7 @@ struct Event {
 };
 
 /* Insert the event unless its (team, resource, window_start, threshold) has one, and notify; true when raised. */
-bool insert_event(AccountKey key, const Event &event);
+bool insert_event(AccountKey key, const Event &event, bool notify);
 
 /* ---- slots (slots.cpp) ---- */
 

@@ -33,7 +33,7 @@ struct Verdict {
 /* Calls counted per backend: a verdict judged in this call stays for the rest of it. */
 uint64 current_call = 0;
 
-constexpr int kTables = 3;
+constexpr int kTables = 4;
 Verdict verdicts[kTables];
 bool callback_registered = false;
 
@@ -43,6 +43,8 @@ int index_of(const TableSpec &spec)
         return 0;
     if (&spec == &kSlots)
         return 1;
+    if (&spec == &kAlertSettings)
+        return 3;
     return 2;
 }
 
@@ -144,12 +146,16 @@ TableLayout judge(Relation rel, const TableSpec &spec)
     TableLayout layout;
     Form_pg_class const form = rel->rd_rel;
     TupleConstr const *constr = RelationGetDescr(rel)->constr;
+    /* What only writes must respect (a table that is only read directly ignores it). */
+    bool const writable = spec.read_only ||
+                          (rel->trigdesc == nullptr && rel->rd_rules == nullptr &&
+                           form->relreplident == REPLICA_IDENTITY_DEFAULT &&
+                           (constr == nullptr || (constr->num_check == 0 && !constr->has_generated_stored)));
     bool const plain = form->relkind == RELKIND_RELATION && form->relam == HEAP_TABLE_AM_OID &&
-                       !form->relispartition && rel->trigdesc == nullptr && rel->rd_rules == nullptr &&
-                       !form->relrowsecurity && form->relreplident == REPLICA_IDENTITY_DEFAULT &&
-                       (constr == nullptr || (constr->num_check == 0 && !constr->has_generated_stored)) &&
-                       /* the calling role (the tables' owner) may read and update it, as an UPDATE checks */
-                       pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_SELECT | ACL_UPDATE) == ACLCHECK_OK;
+                       !form->relispartition && !form->relrowsecurity && writable &&
+                       /* the calling role (the tables' owner) may read (and update) it, as a SELECT (UPDATE) checks */
+                       pg_class_aclcheck(RelationGetRelid(rel), GetUserId(),
+                                         spec.read_only ? ACL_SELECT : ACL_SELECT | ACL_UPDATE) == ACLCHECK_OK;
     bool const columns = columns_as_installed(rel, spec, layout); /* fills layout.attnum in any case */
     layout.direct = plain && columns && only_primary_key(rel, spec, layout);
     return layout;

@@ -1,7 +1,8 @@
 /*
  * table.hpp — direct access to one of the extension's tables, without SQL or
  * the executor, and the proof that it is allowed.  Internal to src/storage/;
- * direct.cpp (quota.accounts) and direct_slots.cpp (quota.slots) use it.
+ * direct.cpp (quota.accounts) and direct_slots.cpp (quota.slots) use it, and
+ * history.cpp reads quota.alert_settings with it.
  *
  * A single-row write outside the executor must re-prove what the executor
  * would have checked.  open_table() opens the relation with the caller's
@@ -57,6 +58,12 @@ struct TableSpec {
     ColumnSpec column[kMaxTableColumns];
     int keys;
     Oid key_family[kMaxKeyColumns]; /* btree operator family of each key column */
+    /*
+     * Only ever read directly (never written outside SQL): what concerns
+     * writes — triggers, rules, CHECK constraints, replica identity, the
+     * UPDATE privilege — does not stop the direct read.
+     */
+    bool read_only = false;
 };
 
 /* Where the columns are, and whether the direct path may be used; a plain copy. */

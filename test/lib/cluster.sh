@@ -81,7 +81,7 @@ quota_start_cluster() {
     say "starting a throwaway cluster in $QUOTA_CLUSTER (port $QUOTA_PORT, user $(cluster_user))"
     as_cluster_user initdb -D "$QUOTA_CLUSTER/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
     as_cluster_user pg_ctl -D "$QUOTA_CLUSTER/data" -l "$QUOTA_CLUSTER/server.log" -w \
-        -o "-p $QUOTA_PORT -k $QUOTA_CLUSTER -c listen_addresses='' -c max_connections=120 $*" start >/dev/null
+        -o "-p $QUOTA_PORT -k $QUOTA_CLUSTER -c listen_addresses='' -c max_connections=120 -c max_prepared_transactions=10 $*" start >/dev/null
     export PGHOST=$QUOTA_CLUSTER PGPORT=$QUOTA_PORT PGUSER=postgres PGDATABASE=postgres
 }
 

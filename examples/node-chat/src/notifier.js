@@ -26,6 +26,12 @@ const UNHANDLED = `
      AND NOT EXISTS (SELECT FROM chat_notified n
                       WHERE n.team = e.team AND n.resource = e.resource AND n.window_start = e.window_start)
    ORDER BY e.id`;
+// A NOTIFY needs no privilege: anyone who can connect could send one on this
+// channel.  The payload only says which event to look at; the event itself
+// is read from quota.events, which only quota writes.
+const EVENT_BY_ID = `
+  SELECT e.id, e.team, e.resource, e.window_start, e.resets_at, e.threshold, e.used, e.held, e.credit_limit
+    FROM quota.events e WHERE e.id = $1`;
 const CLAIM = `
   INSERT INTO chat_notified (team, resource, window_start, event_id) VALUES ($1, $2, $3, $4)
   ON CONFLICT DO NOTHING RETURNING event_id`;
@@ -67,14 +73,14 @@ class OutOfCreditsNotifier {
         this.log(`ignoring a malformed ${CHANNEL} payload: ${err.message}`);
         return;
       }
-      if (event.threshold >= this.threshold) this.enqueue(event);
+      if (Number.isSafeInteger(Number(event.id))) this.enqueue({ id: event.id });
     });
     this.client.on('error', (err) => this.log(`notifier connection: ${err.message}`));
     await this.client.connect();
     await this.client.query(`LISTEN ${CHANNEL}`);
     // Missed while down (or before this notifier existed): replayed from the table.
     const { rows } = await this.pool.query(UNHANDLED, [this.threshold]);
-    for (const event of rows) this.enqueue(event);
+    for (const event of rows) this.enqueue({ id: event.id });
     await this.idle();
   }
 
@@ -87,7 +93,14 @@ class OutOfCreditsNotifier {
     return this.queue;
   }
 
-  async handle(event) {
+  async handle(hint) {
+    const found = await this.pool.query(EVENT_BY_ID, [hint.id]);
+    if (found.rows.length === 0) {
+      this.log(`ignoring a ${CHANNEL} notification for event ${hint.id}, which quota.events does not have`);
+      return;
+    }
+    const event = found.rows[0];
+    if (event.threshold < this.threshold) return;
     const key = [event.team, event.resource, event.window_start];
     const { rows } = await this.pool.query(CLAIM, [...key, event.id]);
     if (rows.length === 0) return; // this window's message was sent already

@@ -110,6 +110,13 @@ test('a new window sends a new message', async () => {
   assert.notEqual(sent[0].resetsAt, sent[1].resetsAt);
 });
 
+test('a forged notification sends nothing: only rows of quota.events count', async () => {
+  const team = await newTeam(10);
+  const forged = JSON.stringify({ id: 987654321, team, resource: 'credits', threshold: 100, resets_at: null });
+  await admin.query("SELECT pg_notify('quota_events', $1)", [forged]);
+  assert.deepEqual(await settle(team, 1), []);
+});
+
 test('after a restart, events missed while down are replayed, once', async () => {
   await notifier.stop();
   notifier = null;
