@@ -123,10 +123,20 @@ int64 deal_limit(storage::AccountKey key, const Account &sum)
 
 void raise_crossed(storage::AccountKey key, const Account &after, int64 before, TimestampTz now)
 {
-    if (after.unlimited)
+    if (after.unlimited || after.credit_limit <= 0)
         return;
     int64 const taken = taken_of(after);
-    if (taken <= before || !storage::alerts_installed())
+    if (taken <= before)
+        return;
+    /*
+     * Thresholds are whole percentages: unless the call took used + held
+     * past the credits of the lowest percentage above `before`, it crossed
+     * none, whatever the account's thresholds — no lookup at all.
+     */
+    __int128 const lowest = static_cast<__int128>(std::max<int64>(before, 0)) * 100 / after.credit_limit + 1;
+    if (lowest > kMaxThreshold || credits_at(after.credit_limit, static_cast<int32>(lowest)) > taken)
+        return;
+    if (!storage::alerts_installed())
         return;
     for (int32 percent : thresholds_of(key)) {
         int64 const at = credits_at(after.credit_limit, percent);
