@@ -3,19 +3,24 @@
 # the test suite.  Runs its own throwaway cluster with pg_cron
 # (postgresql-15-cron, installed with apt if missing).
 #
-#   bench/soak.sh [--minutes 10] [--clients 8] [--purge-rows 1000000] [--out bench/RESULTS-1.2-soak.md]
+#   bench/soak.sh [--minutes 10] [--clients 8] [--purge-rows 1000000] [--only-purge] [--pause 50ms]
+#                 [--out bench/RESULTS-1.2-soak.md]
 #
 # (a) reserve + commit at full speed for --minutes, pg_cron running
 #     quota.purge_holds(now() - interval '1 minute') every minute; the size of
 #     quota.holds and of its indexes every 30 s must level off.
-# (b) charge_credit on 10,000 accounts for 30 s alone, then for 30 s while
-#     quota.purge_holds() deletes --purge-rows settled holds: tps during the
-#     purge against tps without it, and the slowest call of each.
+# (b) charge_credit on 10,000 accounts for 30 s alone, then for 60 s with
+#     quota.purge_holds() deleting --purge-rows settled holds from 5 s in:
+#     tps of the calls that ended while the purge ran against tps without
+#     it, and the slowest call of each.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../test/lib/cluster.sh"
 origin=$(pwd)
 minutes=10
 clients=8
+soak_tps=-
+rows=()
+pause=default
 purge_rows=1000000
 out="$QUOTA_ROOT/bench/RESULTS-1.2-soak.md"
 while [ $# -gt 0 ]; do
@@ -23,6 +28,8 @@ while [ $# -gt 0 ]; do
         --minutes) minutes=$2; shift 2 ;;
         --clients) clients=$2; shift 2 ;;
         --purge-rows) purge_rows=$2; shift 2 ;;
+        --only-purge) minutes=0; shift ;;
+        --pause) pause=$2; shift 2 ;;
         --out) out=$(cd "$origin" && realpath -m "$2"); shift 2 ;;
         *) echo "usage: bench/soak.sh [--minutes N] [--clients N] [--purge-rows N] [--out FILE]" >&2; exit 2 ;;
     esac
@@ -62,9 +69,9 @@ sizes="SELECT count(*), pg_relation_size('quota.holds'), pg_indexes_size('quota.
                 WHERE status = 'succeeded') FROM quota.holds"
 
 # ---------------------------------------------------------------- (a)
+if [ "$minutes" -gt 0 ]; then
 say "(a) reserve + commit for $minutes minutes, $clients clients; pg_cron purges every minute"
 q "SELECT cron.schedule('quota-purge-holds', '* * * * *', \$\$SELECT quota.purge_holds(now() - interval '1 minute')\$\$)" >/dev/null
-rows=()
 (cd "$work" && PGOPTIONS="-c synchronous_commit=off" pgbench -n -M prepared -c "$clients" -j 2 -T $((minutes * 60)) \
     -f reserve_commit.sql >"$work/soak.out" 2>&1) &
 bench=$!
@@ -80,6 +87,7 @@ done
 wait "$bench"
 soak_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/soak.out")
 q "SELECT cron.unschedule('quota-purge-holds')" >/dev/null
+fi
 
 # ---------------------------------------------------------------- (b)
 say "(b) charge_credit alone, then while purge_holds() deletes $purge_rows settled holds"
@@ -89,19 +97,21 @@ q "INSERT INTO quota.holds (team, resource, amount, state, created_at, settled_a
 q "VACUUM ANALYZE quota.holds" >/dev/null
 charge() {
     rm -f "$work"/log.*
-    (cd "$work" && PGOPTIONS="-c synchronous_commit=on" pgbench -n -M prepared -c "$clients" -j 2 -T 30 -l \
+    (cd "$work" && PGOPTIONS="-c synchronous_commit=on" pgbench -n -M prepared -c "$clients" -j 2 -T "$2" -l \
         --log-prefix="$work/log" -f charge.sql >"$work/$1.out" 2>&1)
     local tps max
     tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/$1.out")
     max=$(cat "$work"/log.* | awk 'BEGIN {m = 0} $3 > m {m = $3} END {printf "%.1f", m / 1000}')
     echo "$tps $max"
 }
-read -r alone_tps alone_max <<<"$(charge alone)"
+read -r alone_tps alone_max <<<"$(charge alone 30)"
 echo "charge_credit alone: $alone_tps tps, slowest call $alone_max ms"
-(sleep 5; start=$(date +%s.%N); n=$(q "SELECT quota.purge_holds()"); end=$(date +%s.%N)
+purge_options=
+[ "$pause" = default ] || purge_options="-c quota.purge_pause=$pause"
+(sleep 5; start=$(date +%s.%N); n=$(PGOPTIONS="$purge_options" q "SELECT quota.purge_holds()"); end=$(date +%s.%N)
  echo "$n $start $end" >"$work/purge.out") &
 purger=$!
-read -r run_tps run_max <<<"$(charge during)"
+read -r run_tps run_max <<<"$(charge during 60)"
 wait "$purger"
 read -r purged purge_start purge_end <"$work/purge.out"
 purge_seconds=$(echo "$purge_end - $purge_start" | bc)
@@ -127,13 +137,14 @@ echo "(the whole 30 s run: $run_tps tps, slowest call $run_max ms)"
     echo
     echo "## (b) charge_credit while a purge deletes $purge_rows settled holds"
     echo
-    echo "10,000 accounts, $clients clients, durable, 30 s each."
+    echo "10,000 accounts, $clients clients, durable; 30 s alone, then 60 s with the purge started 5 s in;"
+    echo "quota.purge_pause: $pause (the default is 50 ms after each batch of 2,000 ids)."
     echo
     echo "| run | tps | slowest call |"
     echo "|---|---|---|"
     echo "| alone (30 s) | $alone_tps | $alone_max ms |"
     echo "| while \`purge_holds()\` ran ($purged holds in $purge_seconds s; calls that ended then) | $purge_tps | $purge_max ms |"
-    echo "| the whole 30 s run around the purge | $run_tps | $run_max ms |"
+    echo "| the whole 60 s run around the purge | $run_tps | $run_max ms |"
     echo
     echo "Ratio while purging ÷ alone: $(echo "scale=2; $purge_tps / $alone_tps" | bc)."
 } >"$out"

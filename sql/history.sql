@@ -85,6 +85,13 @@ SELECT granted FROM quota.charge_credit('alert', 1);
 SELECT quota.set_account('alert', 20, period => '1 day');
 SELECT quota.set_account('alert', 10, period => '1 day');
 SELECT count(*) FROM quota.events WHERE team = 'alert';
+-- Crossing again in the same window (a release, then a new reserve): still one event.
+SELECT quota.set_account('alert-again', 10);
+SELECT quota.set_alerts('alert-again', '{50}');
+SELECT reservation AS r1 FROM quota.reserve_credit('alert-again', 5) \gset
+SELECT quota.release_credit(:r1);
+SELECT granted, held FROM quota.reserve_credit('alert-again', 6);
+SELECT threshold, used, held FROM quota.events WHERE team = 'alert-again';
 -- Rolled back: no event.
 SELECT quota.set_account('alert-rb', 10);
 SELECT quota.set_alerts('alert-rb', '{50}');

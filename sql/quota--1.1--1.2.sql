@@ -172,17 +172,22 @@ DECLARE
     last_id  bigint;
     gone     bigint;
     total    bigint := 0;
+    pause    interval;
 BEGIN
     IF settled_before IS NULL THEN
         RAISE EXCEPTION 'settled_before must not be NULL'
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Pass the instant before which settled holds are deleted, e.g. now() - interval ''7 days''.';
     END IF;
-    -- Along the primary key, 10,000 ids at a time: each batch is one short
+    -- Along the primary key, 2,000 ids at a time: each batch is one short
     -- index range; rows another transaction holds are left for next time.
+    -- After a batch that deleted rows, a pause of quota.purge_pause (50 ms by
+    -- default): the purge gives way to spending calls instead of taking a
+    -- core and the WAL for itself.
+    pause := coalesce(nullif(current_setting('quota.purge_pause', true), ''), '50ms')::interval;
     LOOP
         SELECT max(b.id) INTO last_id
-          FROM (SELECT h.id FROM ONLY quota.holds h WHERE h.id > after_id ORDER BY h.id LIMIT 10000) b;
+          FROM (SELECT h.id FROM ONLY quota.holds h WHERE h.id > after_id ORDER BY h.id LIMIT 2000) b;
         EXIT WHEN last_id IS NULL;
         WITH doomed AS (
             SELECT h.id FROM ONLY quota.holds h
@@ -194,6 +199,9 @@ BEGIN
         GET DIAGNOSTICS gone = ROW_COUNT;
         total := total + gone;
         after_id := last_id;
+        IF gone > 0 AND pause > interval '0' THEN
+            PERFORM pg_sleep(extract(epoch FROM pause));
+        END IF;
     END LOOP;
     RETURN total;
 END

@@ -29,6 +29,7 @@ uint64 alerts_value_version = 0;
 bool limit_set = false;
 int auto_slots_value = kDefaultAutoSlots;
 bool notify_value = true;
+int purge_pause_value = 50;
 int reply_lag_value = kDefaultReplyLagMs;
 int64 limit_value = 0;
 bool period_set = false;
@@ -180,6 +181,9 @@ void define()
                              "Off: events are only stored in quota.events (a transaction that ran NOTIFY cannot "
                              "PREPARE TRANSACTION).",
                              &notify_value, true, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("quota.purge_pause", "Pause of quota.purge_holds() after each batch of deleted holds.",
+                            "Lets spending calls go on at nearly full speed while a large purge runs; 0: no pause.",
+                            &purge_pause_value, 50, 0, 10000, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("quota");
 }
 

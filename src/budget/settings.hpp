@@ -15,6 +15,9 @@
  *
  *   quota.default_alerts  thresholds (percent of credit_limit, e.g. '80,100')
  *                         of accounts without their own (set_alerts)
+ *   quota.purge_pause     integer ms, default 50: purge_holds() pauses this
+ *                         long after each batch it deleted (read by the SQL
+ *                         function; defined here so that it is checked)
  *   quota.notify_events   boolean, default on: alerts are also sent with
  *                         NOTIFY (off for two-phase commit, which refuses
  *                         a transaction that ran NOTIFY)
