@@ -179,6 +179,13 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Pass the instant before which settled holds are deleted, e.g. now() - interval ''7 days''.';
     END IF;
+    IF current_setting('transaction_read_only')::boolean THEN
+        RAISE EXCEPTION 'cannot execute purge_holds() in a read-only transaction'
+            USING ERRCODE = 'read_only_sql_transaction';
+    END IF;
+    -- Load the library first (any function of it does), so that quota.purge_pause is the
+    -- checked setting, in milliseconds, and reads back with its unit ('50ms').
+    PERFORM quota.window_at(now(), interval '1 day');
     -- Along the primary key, 2,000 ids at a time: each batch is one short
     -- index range; rows another transaction holds are left for next time.
     -- After a batch that deleted rows, a pause of quota.purge_pause (50 ms by
@@ -223,6 +230,12 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Pass the instant before which closed windows are deleted.';
     END IF;
+    IF current_setting('transaction_read_only')::boolean THEN
+        RAISE EXCEPTION 'cannot execute purge_history() in a read-only transaction'
+            USING ERRCODE = 'read_only_sql_transaction';
+    END IF;
+    -- Only windows that have ended: an instant in the future means now.
+    ended_before := least(ended_before, now());
     -- From now on, windows that ended before it are neither shown nor stored (rolled over later).
     INSERT INTO quota.history_purged AS r (ended_before) VALUES (ended_before)
     ON CONFLICT (one) DO UPDATE SET ended_before = greatest(r.ended_before, EXCLUDED.ended_before);

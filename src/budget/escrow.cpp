@@ -206,8 +206,12 @@ Grant granted_reply(AccountKey key, const Account &seen, const ItemPointerData &
     Account state = seen;
     roll_over(state, now);
     add_slots(state, totals.has_window, totals.window_start, totals.used, totals.held);
-    if ((state.has_next_expiry && state.next_expiry <= now) || (totals.has_next_expiry && totals.next_expiry <= now))
-        state.held -= storage::expired_held(key, now);
+    if ((state.has_next_expiry && state.next_expiry <= now) || (totals.has_next_expiry && totals.next_expiry <= now)) {
+        /* Under a snapshot that has this call's own writes: a hold it just settled is no longer open. */
+        Snapshot const snapshot = storage::take_snapshot(storage::Intent::Write);
+        state.held -= storage::expired_held(key, now, snapshot);
+        storage::drop_snapshot(snapshot);
+    }
     int64 taken = 0;
     if (!state.unlimited &&
         (__builtin_add_overflow(state.used, state.held, &taken) || taken > state.credit_limit)) {

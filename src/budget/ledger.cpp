@@ -34,6 +34,7 @@ struct Locked {
     bool contended = false;     /* the account row was held by another transaction when this call came */
     bool crowded = false;       /* a call found every slot that could serve it busy (grow()) */
     bool unpinned = false;      /* automatic slotting changed its slots: record them as not pinned */
+    bool rolled = false;        /* this call started the account's window (rollover) */
     bool alerting = false;      /* a spending call: raise the alerts it crosses (alerts.hpp) */
     int64 before = 0;           /* used + held of the whole account when it was locked */
 
@@ -140,6 +141,7 @@ Got take(AccountKey key, TimestampTz now, Locked &locked, bool wait, bool with_s
     Account &account = locked.account;
     Account const closing = account;
     locked.dirty = roll_over(account, now);
+    locked.rolled = locked.dirty;
     if (locked.dirty)
         storage::record_history(key, closed_part(closing, -1, closing.window_start, closing.resets_at, closing.used));
     if (account.has_next_expiry && account.next_expiry <= now) {
@@ -181,7 +183,13 @@ void watch_alerts(Locked &locked)
 {
     Account const sum = totals(locked);
     locked.alerting = true;
-    if (__builtin_add_overflow(sum.used, sum.held, &locked.before))
+    /*
+     * A call that starts the window counts from zero: credits still held from
+     * the last window reach this window's thresholds with it.
+     */
+    if (locked.rolled)
+        locked.before = 0;
+    else if (__builtin_add_overflow(sum.used, sum.held, &locked.before))
         locked.before = PG_INT64_MAX;
 }
 
