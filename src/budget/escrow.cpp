@@ -274,14 +274,8 @@ void close_slot_window(AccountKey key, const Slot &slot, const Account &account)
 {
     if (!slot.has_resets_at || slot.window_start >= account.window_start || slot.used == 0)
         return;
-    storage::ClosedWindow closed;
-    closed.part = slot.number;
-    closed.start = slot.window_start;
-    closed.end = slot.resets_at;
-    closed.credit_limit = account.credit_limit;
-    closed.unlimited = account.unlimited;
-    closed.used = slot.used;
-    storage::record_history(key, closed);
+    storage::record_history(key,
+                            storage::closed_window(account, slot.number, slot.window_start, slot.resets_at, slot.used));
 }
 
 int64 expire_due(AccountKey key, Slot &slot, TimestampTz now)

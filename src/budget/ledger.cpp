@@ -99,19 +99,6 @@ void apply_expired(Owner &owner, const storage::ExpiredHolds &expired)
     owner.next_expiry = expired.next_expiry;
 }
 
-/* One part of a window that rolled over, for quota.history (the account's terms as they were). */
-storage::ClosedWindow closed_part(const Account &terms, int32 part, TimestampTz start, TimestampTz end, int64 used)
-{
-    storage::ClosedWindow closed;
-    closed.part = part;
-    closed.start = start;
-    closed.end = end;
-    closed.credit_limit = terms.credit_limit;
-    closed.unlimited = terms.unlimited;
-    closed.used = used;
-    return closed;
-}
-
 /* What take() got. */
 enum class Got { Locked, Missing, Busy };
 
@@ -139,11 +126,14 @@ Got take(AccountKey key, TimestampTz now, Locked &locked, bool wait, bool with_s
         return Got::Missing;
     locks::took_whole(key);
     Account &account = locked.account;
-    Account const closing = account;
+    /* The window a rollover closes (its terms stay: a rollover changes only the window and used). */
+    TimestampTz const closing_start = account.window_start;
+    TimestampTz const closing_end = account.resets_at;
+    int64 const closing_used = account.used;
     locked.dirty = roll_over(account, now);
     locked.rolled = locked.dirty;
     if (locked.dirty)
-        storage::record_history(key, closed_part(closing, -1, closing.window_start, closing.resets_at, closing.used));
+        storage::record_history(key, storage::closed_window(account, -1, closing_start, closing_end, closing_used));
     if (account.has_next_expiry && account.next_expiry <= now) {
         storage::ExpiredHolds const expired = storage::expire_holds(key, now);
         apply_expired(account, expired);

@@ -98,6 +98,20 @@ struct DirectThresholds {
     int32 values[kMaxStoredThresholds] = {};
 };
 
+/* A stored int4[] of thresholds into `found` (Found; NULL elements skipped).  Call inside guarded(). */
+void take_thresholds(Datum array, DirectThresholds &found)
+{
+    found.result = DirectThresholds::Found;
+    Datum *elements = nullptr;
+    bool *nulls = nullptr;
+    int count = 0;
+    deconstruct_array(DatumGetArrayTypeP(array), INT4OID, sizeof(int32), true, TYPALIGN_INT, &elements, &nulls,
+                      &count);
+    for (int i = 0; i < count && found.count < kMaxStoredThresholds; i++)
+        if (!nulls[i])
+            found.values[found.count++] = DatumGetInt32(elements[i]);
+}
+
 /*
  * The account's row of quota.alert_settings, read through its primary key
  * under the latest snapshot, as a cache miss needs it: no SQL, no executor.
@@ -120,17 +134,8 @@ DirectThresholds read_thresholds_direct(AccountKey key)
                 slot_getallattrs(tuple);
                 bool isnull = false;
                 Datum const array = slot_column(layout, tuple, 2, &isnull);
-                if (!isnull) {
-                    found.result = DirectThresholds::Found;
-                    Datum *elements = nullptr;
-                    bool *nulls = nullptr;
-                    int count = 0;
-                    deconstruct_array(DatumGetArrayTypeP(array), INT4OID, sizeof(int32), true, TYPALIGN_INT,
-                                      &elements, &nulls, &count);
-                    for (int i = 0; i < count && found.count < kMaxStoredThresholds; i++)
-                        if (!nulls[i])
-                            found.values[found.count++] = DatumGetInt32(elements[i]);
-                }
+                if (!isnull)
+                    take_thresholds(array, found);
             }
             UnregisterSnapshot(snapshot);
             ExecDropSingleTupleTableSlot(tuple);
@@ -162,17 +167,8 @@ bool read_thresholds(AccountKey key, std::vector<int32> &out)
         found.result = DirectThresholds::Missing;
         bool isnull = false;
         Datum const array = SPI_processed > 0 ? column(1, &isnull) : (Datum) 0;
-        if (SPI_processed > 0 && !isnull) {
-            found.result = DirectThresholds::Found;
-            Datum *elements = nullptr;
-            bool *nulls = nullptr;
-            int count = 0;
-            deconstruct_array(DatumGetArrayTypeP(array), INT4OID, sizeof(int32), true, TYPALIGN_INT, &elements,
-                              &nulls, &count);
-            for (int i = 0; i < count && found.count < kMaxStoredThresholds; i++)
-                if (!nulls[i])
-                    found.values[found.count++] = DatumGetInt32(elements[i]);
-        }
+        if (SPI_processed > 0 && !isnull)
+            take_thresholds(array, found);
         return found;
     });
     bridge::guarded([snapshot] { UnregisterSnapshot(snapshot); });
@@ -183,7 +179,7 @@ bool read_thresholds(AccountKey key, std::vector<int32> &out)
 
 bool any_thresholds()
 {
-    if (!has_table("alert_settings"))
+    if (!OidIsValid(alert_settings_relid()))
         return false;
     connect();
     Snapshot const snapshot = bridge::guarded_value([] { return RegisterSnapshot(GetLatestSnapshot()); });
@@ -214,7 +210,7 @@ void write_thresholds(AccountKey key, const std::vector<int32> &thresholds)
 
 Oid alert_settings_relid()
 {
-    return bridge::guarded_value([] { return get_relname_relid("alert_settings", get_namespace_oid("quota", false)); });
+    return bridge::guarded_value([] { return table_oid(kAlertSettings); });
 }
 
 bool alerts_installed()

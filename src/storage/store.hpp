@@ -153,6 +153,19 @@ struct ClosedWindow {
     int64 used = 0;
 };
 
+/* The part `part` of the window [start, end) that used `used`, under the account's terms (`terms`). */
+inline ClosedWindow closed_window(const Account &terms, int32 part, TimestampTz start, TimestampTz end, int64 used)
+{
+    ClosedWindow closed;
+    closed.part = part;
+    closed.start = start;
+    closed.end = end;
+    closed.credit_limit = terms.credit_limit;
+    closed.unlimited = terms.unlimited;
+    closed.used = used;
+    return closed;
+}
+
 /* Add a part of a closed window to quota.history; the caller holds that part's row. */
 void record_history(AccountKey key, const ClosedWindow &closed);
 

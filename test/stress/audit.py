@@ -280,57 +280,46 @@ def worker(n, deadline, ledger, crash_window):
             cur = conn.cursor()
 
 
-def analyze_loop(deadline, ledger, crash_window):
+def repeat(name, pause, next_call, deadline, ledger, crash_window):
+    """A background loop: next_call() gives (sql, args); counted as `name`; any error but the crash's fails."""
     conn = connect()
     while time.time() < deadline:
+        sql, args = next_call()
         try:
-            conn.cursor().execute("ANALYZE quota.accounts; ANALYZE quota.holds; ANALYZE quota.slots")
-            ledger.calls["analyze"] += 1
+            conn.cursor().execute(sql, args)
+            ledger.calls[name] += 1
         except psycopg2.Error as e:
             if not crash_window.is_set():
-                ledger.errors.append("analyze: %s" % str(e).strip())
+                ledger.errors.append("%s: %s %s" % (name, e.pgcode, str(e).strip()))
                 return
             conn = reconnect(deadline)
             if conn is None:
                 return
-        time.sleep(0.001)
+        time.sleep(pause)
+
+
+def analyze_loop(deadline, ledger, crash_window):
+    """What autovacuum does, often: ANALYZE invalidates cached plans and relcache entries."""
+    repeat("analyze", 0.001, lambda: ("ANALYZE quota.accounts; ANALYZE quota.holds; ANALYZE quota.slots", ()),
+           deadline, ledger, crash_window)
 
 
 def reslot_loop(deadline, ledger, crash_window):
     """An administrator changing slot counts under load."""
     rnd = random.Random(-1)
-    conn = connect()
-    while time.time() < deadline:
+
+    def next_call():
         team, resource = rnd.choice(RESLOTTED)
         count = rnd.choice([None, None, None, 0, rnd.randint(1, 12)])
-        try:
-            conn.cursor().execute("SELECT quota.set_slots(%s, %s, %s)", (team, count, resource))
-            ledger.calls["set_slots"] += 1
-        except psycopg2.Error as e:
-            if not crash_window.is_set():
-                ledger.errors.append("set_slots: %s %s" % (e.pgcode, str(e).strip()))
-                return
-            conn = reconnect(deadline)
-            if conn is None:
-                return
-        time.sleep(0.05)
+        return "SELECT quota.set_slots(%s, %s, %s)", (team, count, resource)
+
+    repeat("set_slots", 0.05, next_call, deadline, ledger, crash_window)
 
 
 def purge_loop(deadline, ledger, crash_window):
     """The retention job, as pg_cron would run it (much more often): settled holds go after a second."""
-    conn = connect()
-    while time.time() < deadline:
-        try:
-            conn.cursor().execute("SELECT quota.purge_holds(now() - interval '1 second')")
-            ledger.calls["purge_holds"] += 1
-        except psycopg2.Error as e:
-            if not crash_window.is_set():
-                ledger.errors.append("purge_holds: %s %s" % (e.pgcode, str(e).strip()))
-                return
-            conn = reconnect(deadline)
-            if conn is None:
-                return
-        time.sleep(0.3)
+    repeat("purge_holds", 0.3, lambda: ("SELECT quota.purge_holds(now() - interval '1 second')", ()),
+           deadline, ledger, crash_window)
 
 
 def credits_at(limit, percent):
