@@ -16,6 +16,8 @@ OBJS = \
 	src/budget/settings.o \
 	src/budget/alerts.o \
 	src/storage/history.o \
+	src/storage/links.o \
+	src/budget/tree.o \
 	src/entry/functions.o
 DATA         = $(wildcard sql/quota--*.sql)
 
@@ -28,13 +30,14 @@ EXTRA_CLEAN  = $(OBJS:.o=.o.d) $(OBJS:.o=.bc.d)
 SHLIB_LINK  += -lstdc++
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS      = setup accounts spending holds periods bad_input security settings table_changes slots history inspection hardening
+REGRESS      = setup accounts spending holds periods bad_input security settings table_changes slots history parents inspection hardening
 REGRESS_OPTS = --inputdir=.
 # isolation tester: test/specs/<name>.spec against test/expected/<name>.out
 ISOLATION    = last_credit reserve_vs_charge commit_vs_release double_settle \
                expire_vs_commit readers_never_wait rollover_vs_charge idempotent_retry \
                slots_last_credit slots_rebalance_vs_commit slots_count_changed slots_multi_call slots_automatic slots_gather slots_not_installed \
                alerts_once history_rollover_vs_charge purge_vs_commit \
+               parent_last_credit parent_and_child reparent_vs_commit cap_last_slot \
                create_index_while_waiting create_index_while_waiting_accounts concurrently_while_spending \
                denials_never_wait
 ISOLATION_OPTS = --inputdir=test --load-extension=quota

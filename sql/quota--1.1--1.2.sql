@@ -264,3 +264,66 @@ REVOKE EXECUTE ON FUNCTION quota.set_alerts(text, integer[], text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION quota.purge_holds(timestamptz) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION quota.purge_history(timestamptz) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION quota._alert_settings_changed() FROM PUBLIC;
+
+--------------------------------------------------------------------------
+-- Parent budgets (org > team > user) and concurrency caps.
+--
+-- quota.links holds, per account, its parent account (same resource) and
+-- its cap on open holds; an account with neither has no row, and a
+-- database where no account has one pays nothing for the feature.  Every
+-- spending call on an account applies to it and each ancestor, all or
+-- nothing, in the caller's transaction (locking the chain child first).
+-- A hold made through parents is one hold row per account of the chain:
+-- the child's (the reservation the caller gets) has origin = its own id,
+-- each ancestor's has origin = that id, so commit and release settle on
+-- the chain as it was when the hold was made.
+--------------------------------------------------------------------------
+CREATE TABLE quota.links (
+    team           text NOT NULL,
+    resource       text NOT NULL,
+    parent         text,      -- the account also spends from (parent, resource)
+    max_open_holds integer,   -- reserves are denied at this many unexpired open holds
+    PRIMARY KEY (team, resource)
+);
+
+COMMENT ON TABLE quota.links IS 'quota: parents (quota.set_parent) and concurrency caps (quota.set_concurrency)';
+
+-- set_parent() measures the subtree below an account.
+CREATE INDEX links_parent ON quota.links (parent, resource) WHERE parent IS NOT NULL;
+
+-- Backends cache each account's links; a change to them tells every backend.
+CREATE TRIGGER links_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON quota.links
+    FOR EACH STATEMENT EXECUTE FUNCTION quota._alert_settings_changed();
+
+ALTER TABLE quota.holds ADD COLUMN origin bigint;
+COMMENT ON COLUMN quota.holds.origin IS 'a hold made through parents: the reservation it belongs to (the child''s own id on the child''s hold)';
+CREATE INDEX holds_origin ON quota.holds (origin) WHERE origin IS NOT NULL;
+
+CREATE FUNCTION quota.set_parent(
+    team text,
+    parent text,
+    resource text DEFAULT 'credits')
+RETURNS void
+AS 'MODULE_PATHNAME', 'quota_set_parent'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION quota.set_parent(text, text, text)
+    IS 'the account also spends from (parent, resource); NULL detaches it; chains of at most 4 accounts, no cycles';
+
+CREATE FUNCTION quota.set_concurrency(
+    team text,
+    max_open_holds integer,
+    resource text DEFAULT 'credits')
+RETURNS void
+AS 'MODULE_PATHNAME', 'quota_set_concurrency'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION quota.set_concurrency(text, integer, text)
+    IS 'deny reserves while the account has this many unexpired open holds (NULL: no cap)';
+
+SELECT pg_catalog.pg_extension_config_dump('quota.links', '');
+REVOKE ALL ON quota.links FROM PUBLIC;
+GRANT SELECT ON quota.links TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION quota.set_parent(text, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION quota.set_concurrency(text, integer, text) FROM PUBLIC;

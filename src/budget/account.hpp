@@ -80,6 +80,14 @@ struct Grant {
     Usage usage;
     bool has_retry_after = false;
     int32 retry_after = 0;
+    /*
+     * Parent budgets (tree.hpp): the reply's remaining is the least over the
+     * account's chain instead of its own (NULL only when every account of
+     * the chain is unlimited).
+     */
+    bool has_chain_remaining = false;
+    bool chain_unlimited = false;
+    int64 chain_remaining = 0;
 };
 
 /* The longest team or resource name, and idempotency key, in bytes. */

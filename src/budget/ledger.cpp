@@ -6,6 +6,7 @@
 #include "budget/locks.hpp"
 #include "budget/settings.hpp"
 
+#include <algorithm>
 #include <vector>
 
 namespace quota::ledger {
@@ -599,6 +600,28 @@ bool denied_by_snapshot(AccountKey key, const Look &look, int64 amount, const Da
     return true;
 }
 
+/* Whole seconds from `now` until `at`, at least 1 (a retry_after). */
+int32 seconds_until(TimestampTz at, TimestampTz now)
+{
+    int64 const wait = at - now;
+    int64 seconds = (wait + USECS_PER_SEC - 1) / USECS_PER_SEC;
+    return static_cast<int32>(std::clamp<int64>(seconds, 1, PG_INT32_MAX));
+}
+
+/* An ancestor's part of a hold made through parents is settled through its reservation only. */
+void settled_as_whole(const Hold &hold, Settle *settle)
+{
+    if (settle != nullptr)
+        settle->origin = hold.origin;
+    if (hold.origin == 0 || hold.origin == hold.id || (settle != nullptr && settle->part))
+        return;
+    throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format("quota reservation %lld is part of reservation %lld", static_cast<long long>(hold.id),
+                       static_cast<long long>(hold.origin)),
+                "It holds credits of a parent account for that reservation.",
+                format("Commit or release reservation %lld.", static_cast<long long>(hold.origin)));
+}
+
 } // namespace
 
 void set_account(AccountKey key, int64 credit_limit, const Period *period, const TimestampTz *anchor, bool unlimited)
@@ -662,7 +685,7 @@ void set_alerts(AccountKey key, const std::vector<int32> &thresholds)
     storage::finish();
 }
 
-Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const Datum *idempotency_key)
+Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const Datum *idempotency_key, int32 cap)
 {
     TimestampTz const now = transaction_now();
     storage::begin_call(storage::Intent::Write);
@@ -671,9 +694,11 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
     Account const &seen = look.account;
     Turn turn = turn_for(key);
     Grant fast;
+    /* A capped account counts its open holds with the whole account locked: no slot fast path. */
     if (look.exists && (denied_by_snapshot(key, look, amount, idempotency_key, turn, now, fast) ||
-                        (seen.slots > 0 && escrow::reserve(key, seen, look.where, amount, expires_at, idempotency_key,
-                                                           now, turn, fast)))) {
+                        (cap < 0 && seen.slots > 0 &&
+                         escrow::reserve(key, seen, look.where, amount, expires_at, idempotency_key, now, turn,
+                                         fast)))) {
         storage::drop_snapshot(look.snapshot);
         after_fast_path(key, turn, now);
         storage::finish();
@@ -693,6 +718,13 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
                 denial = escrow::reply(key, seen, true, now);
                 denial.has_reservation = true;
                 denial.reservation = earlier.id;
+            } else if (cap >= 0) {
+                throw Error(ERRCODE_LOCK_NOT_AVAILABLE,
+                            format("could not count the open holds of quota account \"%s\" for resource \"%s\" now",
+                                   storage::team_name(key), storage::resource_name(key)),
+                            "Another transaction is taking the whole account and waits for a slot of it this "
+                            "transaction holds; a capped reserve needs the whole account.",
+                            "Reserve in a transaction that has not spent from that account, or retry this one.");
             } else if (idempotency_key == nullptr && escrow::gather_in_own_slot(key, seen, amount, turn, now, own)) {
                 /* Free slots' shares cover it: granted in this transaction's slot, exactly.  (A keyed
                    reserve belongs in its key's slot, where retries meet: it is denied instead.) */
@@ -720,6 +752,16 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
     }
     if (!fits(locked.slotted() ? totals(locked) : locked.account, amount))
         return reply(locked, false, now);
+    if (cap >= 0) {
+        /* Every holder of the account's slots has committed or rolled back: a fresh count is exact. */
+        storage::OpenHolds const open = storage::open_holds(key, now);
+        if (open.count >= cap) {
+            Grant capped = reply(locked, false, now);
+            capped.has_retry_after = open.has_earliest;
+            capped.retry_after = open.has_earliest ? seconds_until(open.earliest, now) : 0;
+            return capped;
+        }
+    }
 
     Target const target = spend_target(locked, idempotency_key);
     *target.held = checked_add(*target.held, amount);
@@ -734,7 +776,7 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
     return grant;
 }
 
-Grant commit(int64 reservation, const int64 *amount)
+Grant commit(int64 reservation, const int64 *amount, Settle *settle)
 {
     TimestampTz const now = transaction_now();
     storage::begin_call(storage::Intent::Write);
@@ -742,6 +784,7 @@ Grant commit(int64 reservation, const int64 *amount)
     Hold hold;
     if (!storage::read_hold(reservation, hold))
         unknown_reservation(reservation);
+    settled_as_whole(hold, settle);
     Turn turn = turn_for(hold.key);
     Grant fast;
     if (escrow::commit(hold, amount, now, turn, fast)) {
@@ -776,7 +819,7 @@ Grant commit(int64 reservation, const int64 *amount)
     return reply(locked, true, now);
 }
 
-bool release(int64 reservation)
+bool release(int64 reservation, Settle *settle)
 {
     TimestampTz const now = transaction_now();
     storage::begin_call(storage::Intent::Write);
@@ -784,6 +827,7 @@ bool release(int64 reservation)
     Hold hold;
     if (!storage::read_hold(reservation, hold))
         unknown_reservation(reservation);
+    settled_as_whole(hold, settle);
     Turn turn = turn_for(hold.key);
     bool released = false;
     if (escrow::release(hold, now, turn, released)) {
@@ -892,6 +936,44 @@ bool is_limited(AccountKey key)
         storage::finish();
     }
     return current_usage(account, expired, now).limited;
+}
+
+void with_account_locked(AccountKey key, const std::function<void()> &change)
+{
+    TimestampTz const now = transaction_now();
+    storage::begin_call(storage::Intent::Write);
+    storage::connect();
+    Locked locked;
+    if (!lock_for_admin(key, now, locked))
+        unknown_account(key);
+    change();
+    write_back(locked); /* what take() did (rollover, expiry) is stored, as by set_alerts() */
+    storage::update_account(locked.row, locked.account);
+    storage::finish();
+}
+
+bool peek(AccountKey key, Usage &usage)
+{
+    TimestampTz const now = transaction_now();
+    storage::begin_call(storage::Intent::Read);
+    Account account;
+    if (!storage::fetch_account(key, account))
+        return false;
+    if (account.slots > 0) {
+        storage::connect();
+        Grant const grant = escrow::reply(key, account, true, now, storage::Intent::Read);
+        storage::finish();
+        usage = grant.usage;
+        return true;
+    }
+    int64 expired = 0;
+    if (account.has_next_expiry && account.next_expiry <= now) {
+        storage::connect();
+        expired = storage::expired_held(key, now);
+        storage::finish();
+    }
+    usage = current_usage(account, expired, now);
+    return true;
 }
 
 int64 expire_holds()

@@ -13,6 +13,7 @@
  */
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "budget/account.hpp"
@@ -39,8 +40,25 @@ void set_slots(AccountKey key, const int32 *count);
  */
 void set_alerts(AccountKey key, const std::vector<int32> &thresholds);
 
-Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const Datum *idempotency_key);
-Grant commit(int64 reservation, const int64 *amount);
+/*
+ * `cap` >= 0: the account's concurrency cap (tree.hpp): the reserve takes
+ * the whole account, counts its unexpired open holds, and is denied at
+ * `cap` of them, with retry_after until the earliest expires.
+ */
+Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const Datum *idempotency_key,
+              int32 cap = -1);
+
+/*
+ * What a settle found about the hold it settled (commit, release): its
+ * origin (Hold::origin).  A hold that is an ancestor's part of a chain is
+ * settled only through its reservation (`part` true, from tree.cpp):
+ * settled by id from outside, it raises 55000.
+ */
+struct Settle {
+    bool part = false;
+    int64 origin = 0;
+};
+Grant commit(int64 reservation, const int64 *amount, Settle *settle = nullptr);
 
 /*
  * Before a late commit of an expired hold, with its account or slot
@@ -50,11 +68,21 @@ Grant commit(int64 reservation, const int64 *amount);
  * locked.
  */
 void late_commit_may_go(int64 reservation);
-bool release(int64 reservation);
+bool release(int64 reservation, Settle *settle = nullptr);
 Grant charge(AccountKey key, int64 amount, bool allow_overdraft);
+
+/*
+ * set_parent(), set_concurrency(): the whole account locked as for
+ * set_account() (P0002 when it does not exist), then `change` runs with it
+ * held, so no spending call on it is under way.
+ */
+void with_account_locked(AccountKey key, const std::function<void()> &change);
 
 /* Read-only: no row lock, never waits. */
 bool is_limited(AccountKey key);
+
+/* The account as a reply would report it now (read-only, like is_limited()); false when it does not exist. */
+bool peek(AccountKey key, Usage &usage);
 
 /* Release every expired hold, skipping accounts other transactions hold locked. */
 int64 expire_holds();

@@ -106,6 +106,26 @@ void note(storage::AccountKey key, Held held, int32 slot)
 
 } // namespace
 
+struct Saved {
+    Table table;
+};
+
+void SavedDeleter::operator()(Saved *saved) const
+{
+    delete saved;
+}
+
+SavedTable save()
+{
+    return SavedTable(new Saved{current()});
+}
+
+void restore(const SavedTable &saved)
+{
+    if (saved && saved->table.transaction == MyProc->lxid)
+        table = saved->table;
+}
+
 uint64 account_id(storage::AccountKey key)
 {
     return account_of(key);

@@ -33,6 +33,8 @@
 
 #include "storage/store.hpp"
 
+#include <memory>
+
 namespace quota::locks {
 
 enum class Held { Nothing, Slot, Whole };
@@ -51,5 +53,19 @@ void took_slot(storage::AccountKey key, int32 slot);
 
 /* Remember that this transaction holds the account row (and so may take every slot). */
 void took_whole(storage::AccountKey key);
+
+/*
+ * What the table holds now, to be put back after a subtransaction of the
+ * extension's own rolls back (tree.cpp): the locks taken inside it are
+ * given back, and those held before it are still held, so the table is
+ * exactly as it was, not just cautious.
+ */
+struct Saved;
+struct SavedDeleter {
+    void operator()(Saved *saved) const;
+};
+using SavedTable = std::unique_ptr<Saved, SavedDeleter>;
+SavedTable save();
+void restore(const SavedTable &saved);
 
 } // namespace quota::locks

@@ -14,6 +14,7 @@
 #include "budget/alerts.hpp"
 #include "budget/ledger.hpp"
 #include "budget/settings.hpp"
+#include "budget/tree.hpp"
 
 #include <algorithm>
 #include <vector>
@@ -34,6 +35,8 @@ PG_FUNCTION_INFO_V1(quota_expire_holds);
 PG_FUNCTION_INFO_V1(quota_account_state);
 PG_FUNCTION_INFO_V1(quota_window_at);
 PG_FUNCTION_INFO_V1(quota_set_alerts);
+PG_FUNCTION_INFO_V1(quota_set_parent);
+PG_FUNCTION_INFO_V1(quota_set_concurrency);
 PG_FUNCTION_INFO_V1(quota_alert_settings_changed);
 }
 
@@ -95,6 +98,10 @@ Datum grant_row(FunctionCallInfo fcinfo, const Grant &grant)
     values[3] = Int64GetDatum(usage.held);
     values[4] = Int64GetDatum(usage.credit_limit);
     values[5] = Int64GetDatum(usage.remaining);
+    if (grant.has_chain_remaining) {
+        nulls[5] = grant.chain_unlimited;
+        values[5] = Int64GetDatum(grant.chain_remaining);
+    }
     values[6] = TimestampTzGetDatum(usage.resets_at);
     values[7] = Int32GetDatum(grant.retry_after);
     return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
@@ -167,6 +174,30 @@ Datum set_alerts(FunctionCallInfo fcinfo)
     PG_RETURN_VOID();
 }
 
+/* set_parent(team, parent, resource): NULL parent detaches */
+Datum set_parent(FunctionCallInfo fcinfo)
+{
+    AccountKey const key = key_args(fcinfo, 0, 2);
+    Datum parent = (Datum) 0;
+    bool const has_parent = !PG_ARGISNULL(1);
+    if (has_parent)
+        parent = name_arg(fcinfo, 1, "parent");
+    tree::set_parent(key, has_parent ? &parent : nullptr);
+    PG_RETURN_VOID();
+}
+
+/* set_concurrency(team, max_open_holds, resource): NULL removes the cap */
+Datum set_concurrency(FunctionCallInfo fcinfo)
+{
+    AccountKey const key = key_args(fcinfo, 0, 2);
+    int32 cap = 0;
+    bool const has_cap = !PG_ARGISNULL(1);
+    if (has_cap)
+        cap = PG_GETARG_INT32(1);
+    tree::set_concurrency(key, has_cap ? &cap : nullptr);
+    PG_RETURN_VOID();
+}
+
 /* reserve_credit(team, amount, resource, hold_for, idempotency_key) */
 Datum reserve_credit(FunctionCallInfo fcinfo)
 {
@@ -182,7 +213,7 @@ Datum reserve_credit(FunctionCallInfo fcinfo)
         check_key(text_bytes(fcinfo, 4));
         idempotency_key = PointerGetDatum(PG_GETARG_TEXT_PP(4));
     }
-    Grant const grant = ledger::reserve(key, amount, has_hold_for ? &expires_at : nullptr,
+    Grant const grant = tree::reserve(key, amount, has_hold_for ? &expires_at : nullptr,
                                         has_key ? &idempotency_key : nullptr);
     return grant_row(fcinfo, grant);
 }
@@ -197,7 +228,7 @@ Datum commit_credit(FunctionCallInfo fcinfo)
         amount = PG_GETARG_INT64(1);
         check_commit_amount(amount);
     }
-    Grant const grant = ledger::commit(PG_GETARG_INT64(0), has_amount ? &amount : nullptr);
+    Grant const grant = tree::commit(PG_GETARG_INT64(0), has_amount ? &amount : nullptr);
     return grant_row(fcinfo, grant);
 }
 
@@ -205,7 +236,7 @@ Datum commit_credit(FunctionCallInfo fcinfo)
 Datum release_credit(FunctionCallInfo fcinfo)
 {
     require(fcinfo, 0, "reservation");
-    PG_RETURN_BOOL(ledger::release(PG_GETARG_INT64(0)));
+    PG_RETURN_BOOL(tree::release(PG_GETARG_INT64(0)));
 }
 
 /* charge_credit(team, amount, resource, allow_overdraft) */
@@ -214,13 +245,13 @@ Datum charge_credit(FunctionCallInfo fcinfo)
     AccountKey const key = key_args(fcinfo, 0, 2);
     int64 const amount = amount_arg(fcinfo, 1);
     require(fcinfo, 3, "allow_overdraft");
-    return grant_row(fcinfo, ledger::charge(key, amount, PG_GETARG_BOOL(3)));
+    return grant_row(fcinfo, tree::charge(key, amount, PG_GETARG_BOOL(3)));
 }
 
 /* is_team_limited(team, resource) */
 Datum is_team_limited(FunctionCallInfo fcinfo)
 {
-    PG_RETURN_BOOL(ledger::is_limited(key_args(fcinfo, 0, 1)));
+    PG_RETURN_BOOL(tree::is_limited(key_args(fcinfo, 0, 1)));
 }
 
 /* expire_holds() */
@@ -293,6 +324,7 @@ namespace {
 void relcache_changed(Datum, Oid relation)
 {
     quota::alerts::relcache_changed(relation);
+    quota::tree::relcache_changed(relation);
 }
 
 } // namespace
@@ -331,6 +363,8 @@ using quota::bridge::Effect;
 QUOTA_FUNCTION(set_account, Owner, Writes)
 QUOTA_FUNCTION(set_slots, Owner, Writes)
 QUOTA_FUNCTION(set_alerts, Owner, Writes)
+QUOTA_FUNCTION(set_parent, Owner, Writes)
+QUOTA_FUNCTION(set_concurrency, Owner, Writes)
 QUOTA_FUNCTION(reserve_credit, Owner, Writes)
 QUOTA_FUNCTION(commit_credit, Owner, Writes)
 QUOTA_FUNCTION(release_credit, Owner, Writes)

@@ -59,6 +59,17 @@ inline const TableSpec kAlertSettings = {"alert_settings",
                                          {TEXT_BTREE_FAM_OID, TEXT_BTREE_FAM_OID},
                                          true};
 
+/* quota.links (1.2): read directly (an account's parent and cap, on a cache miss), written through SQL only. */
+inline const TableSpec kLinks = {"links",
+                                 4,
+                                 {{"team", TEXTOID, false},
+                                  {"resource", TEXTOID, false},
+                                  {"parent", TEXTOID, true},
+                                  {"max_open_holds", INT4OID, true}},
+                                 2,
+                                 {TEXT_BTREE_FAM_OID, TEXT_BTREE_FAM_OID},
+                                 true};
+
 /* quota.holds: written through SQL only; locked up front by writing calls. */
 inline const TableSpec kHolds = {"holds", 0, {}, 0, {}};
 

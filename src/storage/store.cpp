@@ -129,6 +129,16 @@ Statement insert_hold_sql = {
     " VALUES ($1, $2, $3, 'open', $4, $5, $6) RETURNING id",
     7, {TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID}};
 
+/* 1.2: a hold made through parents carries its origin (insert_hold() with set_hold_origin()). */
+Statement insert_hold_origin_sql = {
+    "INSERT INTO quota.holds (id, team, resource, amount, state, idempotency_key, created_at, expires_at, slot, origin)"
+    " SELECT n.id, $1, $2, $3, 'open', $4, $5, $6, $7, COALESCE($8, n.id)"
+    " FROM (SELECT pg_catalog.nextval(CAST('quota.holds_id_seq' AS pg_catalog.regclass)) AS id) n RETURNING id",
+    nullptr, 8, {TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID}};
+
+Statement read_hold_origin_sql = {
+    "SELECT " HOLD_COLUMNS ", " INT8("h.origin") " FROM ONLY quota.holds h WHERE h.id" EQ "$1", nullptr, 1, {INT8OID}};
+
 Statement settle_hold_sql = {
     "UPDATE ONLY quota.holds SET state = $2, settled_at = $3, committed = $4 WHERE id" EQ "$1",
     nullptr, 4, {INT8OID, TEXTOID, TIMESTAMPTZOID, INT8OID}};
@@ -198,7 +208,23 @@ Hold decode_hold()
     Datum const slot = column(7, &isnull);
     hold.has_slot = !isnull;
     hold.slot = isnull ? 0 : DatumGetInt32(slot);
+    if (SPI_tuptable->tupdesc->natts >= 8) {
+        Datum const origin = column(8, &isnull);
+        hold.origin = isnull ? 0 : DatumGetInt64(origin);
+    }
     return hold;
+}
+
+int64 hold_origin = 0;
+uint64 inserted = 0;
+
+/* quota.holds.origin came with 1.2. */
+bool has_origin_column()
+{
+    return bridge::guarded_value([] {
+        Oid const relation = table_oid(kHolds);
+        return OidIsValid(relation) && get_attnum(relation, "origin") != InvalidAttrNumber;
+    });
 }
 
 } // namespace
@@ -428,11 +454,21 @@ ExpiredHolds expired_holds_result()
 bool read_hold(int64 id, Hold &hold)
 {
     Datum values[1] = {Int64GetDatum(id)};
-    execute(read_hold_sql, values, nullptr, false);
+    execute(has_origin_column() ? read_hold_origin_sql : read_hold_sql, values, nullptr, false);
     if (SPI_processed == 0)
         return false;
     hold = decode_hold();
     return true;
+}
+
+void set_hold_origin(int64 origin)
+{
+    hold_origin = origin;
+}
+
+uint64 holds_inserted()
+{
+    return inserted;
 }
 
 bool find_hold(AccountKey key, Datum idempotency_key, Hold &hold)
@@ -455,9 +491,17 @@ int64 insert_hold(AccountKey key, int64 amount, TimestampTz now, const Timestamp
                        TimestampTzGetDatum(now),
                        expires_at != nullptr ? TimestampTzGetDatum(*expires_at) : (Datum) 0,
                        slot != nullptr ? Int32GetDatum(*slot) : (Datum) 0};
-    char nulls[7] = {' ', ' ', ' ', idempotency_key != nullptr ? ' ' : 'n', ' ', expires_at != nullptr ? ' ' : 'n',
-                     slot != nullptr ? ' ' : 'n'};
-    execute(insert_hold_sql, values, nulls, false);
+    char nulls[8] = {' ', ' ', ' ', idempotency_key != nullptr ? ' ' : 'n', ' ', expires_at != nullptr ? ' ' : 'n',
+                     slot != nullptr ? ' ' : 'n', hold_origin > 0 ? ' ' : 'n'};
+    if (hold_origin != 0) {
+        Datum with_origin[8];
+        std::copy(values, values + 7, with_origin);
+        with_origin[7] = Int64GetDatum(hold_origin);
+        execute(insert_hold_origin_sql, with_origin, nulls, false);
+    } else {
+        execute(insert_hold_sql, values, nulls, false);
+    }
+    inserted++;
     bool isnull = false;
     return DatumGetInt64(column(1, &isnull));
 }

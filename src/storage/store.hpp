@@ -45,6 +45,12 @@ struct Hold {
     int32 slot = 0;
     bool has_expires_at = false;
     TimestampTz expires_at = 0;
+    /*
+     * A hold made through parents (1.2): the reservation it belongs to —
+     * its own id on the child's hold, the child's hold's id on each
+     * ancestor's; 0 for a hold on one account.
+     */
+    int64 origin = 0;
 };
 
 struct ExpiredHolds {
@@ -122,6 +128,18 @@ bool read_hold(int64 id, Hold &hold);
 bool find_hold(AccountKey key, Datum idempotency_key, Hold &hold);
 int64 insert_hold(AccountKey key, int64 amount, TimestampTz now, const TimestampTz *expires_at,
                   const Datum *idempotency_key, const int32 *slot);
+
+/*
+ * The origin that insert_hold() gives the holds it inserts, for the one
+ * spending call of a chain that is running (budget/tree.cpp sets it around
+ * each account's step and puts back 0 after): 0 none, kOriginSelf its own
+ * id (the child's hold), else the child's hold's id (an ancestor's).
+ * Also how many holds insert_hold() has inserted in this backend, which
+ * tells a keyed reserve that found its earlier hold from one that made one.
+ */
+inline constexpr int64 kOriginSelf = -1;
+void set_hold_origin(int64 origin);
+uint64 holds_inserted();
 void settle_hold(int64 id, HoldState state, TimestampTz now, const int64 *committed);
 /*
  * Lock the hold's row if no other transaction holds it; false when one
@@ -201,6 +219,60 @@ struct Event {
 
 /* Insert the event unless its (team, resource, window_start, threshold) has one, and notify; true when raised. */
 bool insert_event(AccountKey key, const Event &event, bool notify);
+
+/* ---- parents and concurrency caps (links.cpp; 1.2) ---- */
+
+/* One row of quota.links: the account's parent (same resource) and cap. */
+struct Links {
+    bool has_parent = false;
+    size_t parent_length = 0;
+    char parent[kMaxNameBytes + 1] = {}; /* set_parent() checks names: at most kMaxNameBytes */
+    bool has_cap = false;
+    int32 cap = 0;
+
+    bool any() const { return has_parent || has_cap; }
+};
+
+/* Whether quota.links exists (a database at 1.2). */
+bool links_installed();
+
+/* quota.links (InvalidOid before 1.2). */
+Oid links_relid();
+
+/* The account's links under the latest snapshot; false when it has no row. */
+bool read_links(AccountKey key, Links &out);
+
+/* Whether any account has links. */
+bool any_links();
+
+/* Lock quota.links against other changes of the tree (SHARE ROW EXCLUSIVE: readers go on) until the transaction ends. */
+void lock_links();
+
+/* Store the account's links (none: delete its row). */
+void write_links(AccountKey key, const Links &links);
+
+/*
+ * Under the latest snapshot: how many accounts the chain from `parent` up
+ * has (parent itself is 1), whether `team` is on it, and how many the
+ * longest chain from `team` down has (team itself is 1).
+ */
+struct TreeShape {
+    int32 above = 0;
+    bool cycle = false;
+    int32 below = 0;
+};
+TreeShape tree_shape(AccountKey key, Datum parent);
+
+/* Unexpired open holds of the account at `now` (its row and slots), and the earliest expiry among them. */
+struct OpenHolds {
+    int64 count = 0;
+    bool has_earliest = false;
+    TimestampTz earliest = 0;
+};
+OpenHolds open_holds(AccountKey key, TimestampTz now);
+
+/* The ancestors' holds of reservation `origin`, in the order they were made (child first). */
+std::vector<int64> ancestor_holds(int64 origin);
 
 /* ---- slots (slots.cpp) ---- */
 

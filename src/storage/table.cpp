@@ -33,7 +33,7 @@ struct Verdict {
 /* Calls counted per backend: a verdict judged in this call stays for the rest of it. */
 uint64 current_call = 0;
 
-constexpr int kTables = 4;
+constexpr int kTables = 5;
 Verdict verdicts[kTables];
 bool callback_registered = false;
 
@@ -45,6 +45,8 @@ int index_of(const TableSpec &spec)
         return 1;
     if (&spec == &kAlertSettings)
         return 3;
+    if (&spec == &kLinks)
+        return 4;
     return 2;
 }
 

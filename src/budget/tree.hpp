@@ -1,0 +1,52 @@
+/*
+ * tree.hpp — parent budgets (org > team > user) and concurrency caps
+ * (README, "Parent budgets and concurrency caps").
+ *
+ * The SQL entry points call these instead of the ledger's spending and
+ * settling calls.  An account without links (no parent, no cap) goes
+ * straight to the ledger; the per-backend cache of quota.links answers
+ * that without SQL (and without a lookup at all while no account has
+ * links).
+ *
+ * A spending call on an account with a parent runs the ledger's call on
+ * the account and then on each ancestor, child first (one canonical order:
+ * calls on siblings meet only at their common ancestors, which both lock
+ * in the same order), inside a subtransaction of its own
+ * (bridge/subtransaction.hpp): when an account denies, the subtransaction
+ * rolls back, so the call changes nothing.  Each account's step is the
+ * ledger's, so a busy parent gets slots automatically like any hot
+ * account, and its children spend side by side on its slots.
+ *
+ * Each account's parent and cap are read before its step and checked
+ * again with its lock held: a set_parent() or set_concurrency() that
+ * committed in between makes the call fail with 40001 (retry), so no call
+ * ever spends along a chain other than the one its locks saw.
+ */
+#pragma once
+
+#include "budget/account.hpp"
+#include "storage/store.hpp"
+
+namespace quota::tree {
+
+using storage::AccountKey;
+
+/* The longest chain, in accounts (the account and up to three ancestors). */
+inline constexpr int32 kMaxChain = 4;
+
+Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const Datum *idempotency_key);
+Grant charge(AccountKey key, int64 amount, bool allow_overdraft);
+Grant commit(int64 reservation, const int64 *amount);
+bool release(int64 reservation);
+bool is_limited(AccountKey key);
+
+/* parent nullptr detaches; P0002 for a missing account or parent, 22023 for a cycle or a chain over kMaxChain. */
+void set_parent(AccountKey key, const Datum *parent);
+
+/* cap nullptr removes it; 22023 when negative. */
+void set_concurrency(AccountKey key, const int32 *cap);
+
+/* A relcache invalidation (callback registered by _PG_init): forget the cache if it is quota.links'. */
+void relcache_changed(Oid relation);
+
+} // namespace quota::tree
