@@ -59,6 +59,14 @@ stress() {
             /usr/bin/python3 test/stress/audit.py "$@"
 }
 
+# The stress audit of parent budgets and caps (a three-level tree), in a database of its own.
+stress_tree() {
+    dropdb --if-exists quota_tree && createdb quota_tree &&
+        psql -X -q -d quota_tree -c "CREATE EXTENSION quota" &&
+        PGDATABASE=quota_tree QUOTA_PGDATA="$QUOTA_CLUSTER/data" QUOTA_PGCTL="$(cluster_pg_ctl)" \
+            /usr/bin/python3 test/stress/tree.py "$@"
+}
+
 set -e
 quota_setup clang-tidy python3-psycopg2 python3-django postgresql-15-cron
 set +e
@@ -81,6 +89,8 @@ suite "example: LLM gateway (node --test)" examples/llm-gateway/test.sh
 suite "example: Django recipes app (manage.py test)" examples/django-recipes/test.sh
 suite "stress audit: 16 connections, 20 s" stress --workers 16 --seconds 20
 suite "stress audit across a crash (immediate restart half way)" stress --workers 16 --seconds 20 --crash
+suite "stress audit of a tree with caps: org > 4 teams > 12 users, 16 connections, 15 s" stress_tree --workers 16 --seconds 15
+suite "stress audit of a tree with caps across a crash" stress_tree --workers 16 --seconds 15 --crash
 quota_stop_cluster
 
 echo

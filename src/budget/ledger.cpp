@@ -116,6 +116,9 @@ Got take(AccountKey key, TimestampTz now, Locked &locked, bool wait, bool with_s
          const ItemPointerData *seen = nullptr)
 {
     locked.key = key;
+    /* A transaction that holds a slot here and locks of other accounts never waits for the slots (locks.hpp). */
+    if (!wait && locks::holds_beyond_call(key))
+        return Got::Busy;
     storage::RowLock got = storage::lock_account(key, locked.account, locked.row, seen, false);
     if (got == storage::RowLock::Busy) {
         if (!wait)
@@ -516,6 +519,7 @@ void after_fast_path(AccountKey key, const Turn &turn, TimestampTz now)
  */
 bool lock_for_admin(AccountKey key, TimestampTz now, Locked &locked)
 {
+    locks::start_call();
     Got got = take(key, now, locked, locks::held(key) != Held::Slot);
     if (got == Got::Busy) {
         Account seen;
@@ -611,8 +615,10 @@ int32 seconds_until(TimestampTz at, TimestampTz now)
 /* An ancestor's part of a hold made through parents is settled through its reservation only. */
 void settled_as_whole(const Hold &hold, Settle *settle)
 {
-    if (settle != nullptr)
+    if (settle != nullptr) {
         settle->origin = hold.origin;
+        settle->account = locks::account_id(hold.key);
+    }
     if (hold.origin == 0 || hold.origin == hold.id || (settle != nullptr && settle->part))
         return;
     throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,

@@ -57,6 +57,7 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
 struct Settle {
     bool part = false;
     int64 origin = 0;
+    uint64 account = 0; /* the hold's account (locks::account_id) */
 };
 Grant commit(int64 reservation, const int64 *amount, Settle *settle = nullptr);
 

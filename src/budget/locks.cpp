@@ -106,6 +106,44 @@ void note(storage::AccountKey key, Held held, int32 slot)
 
 } // namespace
 
+namespace {
+
+constexpr int kCallAccounts = 8; /* a chain has at most 4; more only counts as beyond, cautiously */
+uint64 call_accounts[kCallAccounts];
+int call_count = 0;
+
+} // namespace
+
+void start_call()
+{
+    call_count = 0;
+}
+
+void in_call(uint64 account)
+{
+    if (call_count < kCallAccounts)
+        call_accounts[call_count++] = account;
+}
+
+bool holds_beyond_call(storage::AccountKey key)
+{
+    Table &t = current();
+    if (t.overflowed)
+        return true;
+    uint64 const self = account_of(key);
+    for (int i = 0; i < t.count; i++) {
+        Entry const &entry = t.entries[i];
+        if (entry.held == Held::Nothing || entry.account == self)
+            continue;
+        bool ours = false;
+        for (int j = 0; j < call_count && !ours; j++)
+            ours = entry.account == call_accounts[j];
+        if (!ours)
+            return true;
+    }
+    return false;
+}
+
 struct Saved {
     Table table;
 };

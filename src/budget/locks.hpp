@@ -55,6 +55,31 @@ void took_slot(storage::AccountKey key, int32 slot);
 void took_whole(storage::AccountKey key);
 
 /*
+ * Parent budgets (tree.cpp) make one call lock several accounts, child
+ * first, and a transaction of several calls then holds an account's slot
+ * while the same transaction holds locks of other accounts (its chain's,
+ * from an earlier call).  Rule 2's last step — having taken the account
+ * row NOWAIT, wait for the slots — is safe only while every other slot
+ * holder of that account waits for nothing; a slot holder that waits for
+ * one of those other accounts could close a cycle.  So a transaction that
+ * holds locks of accounts beyond the ones its current call locked never
+ * takes that step: for it, a slotted account whose slot cannot serve the
+ * call is Busy (the ledger answers from the free slots' shares, or raises
+ * 55P03 for a settle it cannot reach).  Since such a transaction then
+ * never waits, and every other waits only for an account further up its
+ * chain (child first), no cycle can form.
+ *
+ * start_call() begins a call (tree.cpp, and the ledger's admin calls);
+ * in_call() adds an account the call has locked (tree.cpp, after each
+ * account of a chain); holds_beyond_call(key): whether the transaction
+ * holds a lock of any account other than `key` and those (when the table
+ * overflowed: yes, cautiously) — read by the ledger before that step.
+ */
+void start_call();
+void in_call(uint64 account);
+bool holds_beyond_call(storage::AccountKey key);
+
+/*
  * What the table holds now, to be put back after a subtransaction of the
  * extension's own rolls back (tree.cpp): the locks taken inside it are
  * given back, and those held before it are still held, so the table is

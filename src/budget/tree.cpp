@@ -202,6 +202,7 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
             head = step(key, first.links.has_cap ? first.links.cap : -1);
         }
         still_as_read(key, first);
+        locks::in_call(locks::account_id(key));
         Least least;
         least.add(head.usage);
         if (!head.granted) {
@@ -224,6 +225,7 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
                     step_grant = step(at, above.links.has_cap ? above.links.cap : -1);
                 }
                 still_as_read(at, above);
+                locks::in_call(locks::account_id(at));
                 least.add(step_grant.usage);
                 if (!step_grant.granted) {
                     /* Denied by an ancestor: the child's reply without this call, that ancestor's reset. */
@@ -269,6 +271,7 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
 template <typename Step>
 Grant spend(AccountKey key, int64 amount, Kind kind, const Step &step)
 {
+    locks::start_call();
     Read const first = links_of(key);
     if (first.links.has_parent)
         return spend_chain(key, first, amount, kind, step);
@@ -296,17 +299,20 @@ Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
 
 Grant commit(int64 reservation, const int64 *amount)
 {
+    locks::start_call();
     ledger::Settle settle;
     Grant grant = ledger::commit(reservation, amount, &settle);
     if (settle.origin != reservation)
         return grant;
     /* Made through parents: each ancestor's part, child first, as the hold was made. */
+    locks::in_call(settle.account);
     Least least;
     least.add(grant.usage);
     for (int64 part : storage::ancestor_holds(reservation)) {
         ledger::Settle as_part;
         as_part.part = true;
         least.add(ledger::commit(part, amount, &as_part).usage);
+        locks::in_call(as_part.account);
     }
     least.into(grant);
     return grant;
@@ -314,14 +320,17 @@ Grant commit(int64 reservation, const int64 *amount)
 
 bool release(int64 reservation)
 {
+    locks::start_call();
     ledger::Settle settle;
     bool const released = ledger::release(reservation, &settle);
     if (settle.origin != reservation)
         return released;
+    locks::in_call(settle.account);
     for (int64 part : storage::ancestor_holds(reservation)) {
         ledger::Settle as_part;
         as_part.part = true;
         ledger::release(part, &as_part);
+        locks::in_call(as_part.account);
     }
     return released;
 }
