@@ -7,7 +7,7 @@
 # counts.  Writes bench/RESULTS.md.  Not part of the test suite.
 #
 #   bench/run.sh [--seconds 5] [--rounds 3] [--clients "1 8 32"] [--memory-calls 1000000] [--slots 32]
-#                [--workloads "SPREAD HOT HOT-AUTO HOT-SLOTS ALERTS NEAR-LIMIT HOT-LIMIT"] [--extras yes|no]
+#                [--workloads "SPREAD HOT HOT-AUTO HOT-SLOTS ALERTS NEAR-LIMIT HOT-LIMIT TREE"] [--extras yes|no]
 #                [--out bench/RESULTS.md]
 #
 # Workloads: SPREAD, 10,000 accounts; HOT, one account with automatic
@@ -16,7 +16,9 @@
 # automatic slotting); HOT-SLOTS, one account pinned at --slots slots;
 # NEAR-LIMIT, 10,000 accounts with 1 credit left; HOT-LIMIT, one account
 # with 1 credit left (a hot account at its limit); ALERTS, SPREAD charges
-# with alert thresholds configured but never reached.
+# with alert thresholds configured but never reached; TREE, 32 teams under
+# one org (quota.set_parent), each call on a random team, against FLAT-32,
+# the same calls on 32 parentless accounts.
 #
 # --workloads and --extras no (no race, no memory runs) make a shorter run,
 # e.g. the speed check of every change to the hot path:
@@ -34,7 +36,7 @@ rounds=3
 slots=32
 clients_list="1 8 32"
 memory_calls=1000000
-workloads="SPREAD HOT HOT-AUTO HOT-SLOTS ALERTS NEAR-LIMIT HOT-LIMIT"
+workloads="SPREAD HOT HOT-AUTO HOT-SLOTS ALERTS NEAR-LIMIT HOT-LIMIT TREE"
 extras=yes
 out="$QUOTA_ROOT/bench/RESULTS.md"
 while [ $# -gt 0 ]; do
@@ -63,10 +65,11 @@ QUOTA_PORT=54330 quota_start_cluster -c shared_buffers=512MB -c max_wal_size=8GB
 export PGDATABASE=bench
 createdb bench
 
-# fixtures LIMIT USED [SLOTS]: fresh tables and accounts (SLOTS > 0: the hot accounts get that many slots)
+# fixtures LIMIT USED [SLOTS [ALERTS [TREE]]]: fresh tables and accounts (SLOTS > 0: the hot accounts get that
+# many slots; TREE > 0: that many teams of each kind under one org)
 fixtures() {
     psql -X -q -v ON_ERROR_STOP=1 -v accounts=10000 -v limit="$1" -v used="$2" -v slots="${3:-0}" \
-        -v alerts="${4:-off}" -f setup.sql >/dev/null
+        -v alerts="${4:-off}" -v tree="${5:-0}" -f setup.sql >/dev/null
 }
 
 # every contender alone, taking turns for $rounds rounds; appends a JSON line to results
@@ -133,6 +136,14 @@ for mode in durable cpu-bound; do
         for clients in $clients_list; do
             run "$mode" ALERTS 10000 "$clients" bare_update charge_credit charge_credit@alerts charge_own_alerts
         done
+    fi
+    # Parent budgets (issue 12): 32 teams under one org, each call on a random team (TREE), against
+    # the same calls on 32 parentless accounts (FLAT-32).
+    if wanted TREE; then
+        fixtures 1000000000000000 0
+        for clients in $clients_list; do run "$mode" FLAT-32 32 "$clients" bare_update charge_credit reserve_commit; done
+        fixtures 1000000000000000 0 0 off 32
+        for clients in $clients_list; do run "$mode" TREE 32 "$clients" bare_update charge_credit reserve_commit; done
     fi
     # One hot account at its limit: every caller is refused.
     if wanted HOT-LIMIT; then
@@ -251,6 +262,20 @@ for mode in ["durable", "cpu-bound"]:
         print("| %s | %d | %.0f | %.0f | **%.2f×** | %.0f | **%.2f×** |" % (mode, clients, plain, default, default / plain,
                                                                          own, own / plain))
 print()
+print("## Parent budgets\n")
+print("32 teams under one org, each call on a random team (TREE: every call also spends from the org, which"
+      " becomes a hot account with slots automatically), against the same calls on 32 parentless accounts"
+      " (FLAT-32). *ratio* = TREE tps / FLAT-32 tps.\n")
+print("| mode | clients | call | FLAT-32 tps | TREE tps | ratio |\n|---|---|---|---|---|---|")
+for mode in ["durable", "cpu-bound"]:
+    for clients in [int(c) for c in clients_list.split()]:
+        flat, tree = find(mode, "FLAT-32", clients), find(mode, "TREE", clients)
+        if flat is None or tree is None:
+            continue
+        for name in ["charge_credit", "reserve_commit"]:
+            print("| %s | %d | %s | %.0f | %.0f | **%.2f×** |" % (mode, clients, label[name], tps(flat, name),
+                                                               tps(tree, name), tps(tree, name) / tps(flat, name)))
+print()
 print("## Denials\n")
 print("Near the limit every call is refused: quota's calls against the one-statement conditional `UPDATE`"
       " (*ratio*), on 10,000 accounts with 1 credit left (NEAR-LIMIT) and on one hot account at its limit (HOT-LIMIT).\n")
@@ -270,7 +295,7 @@ print("\n*ratio* is tps against the bare `UPDATE` for writes and the primary-key
       " and workload. One reserve + commit transaction is two calls: two round trips and two database transactions.\n")
 for mode in ["durable", "cpu-bound"]:
     print("## %s (synchronous_commit = %s)\n" % (mode, "on" if mode == "durable" else "off"))
-    for workload in ["SPREAD", "HOT", "HOT-AUTO", "HOT-SLOTS", "ALERTS", "NEAR-LIMIT", "HOT-LIMIT"]:
+    for workload in ["SPREAD", "HOT", "HOT-AUTO", "HOT-SLOTS", "ALERTS", "NEAR-LIMIT", "HOT-LIMIT", "FLAT-32", "TREE"]:
         rows = [r for r in runs if r["mode"] == mode and r["workload"] == workload]
         if not rows:
             continue
@@ -280,7 +305,9 @@ for mode in ["durable", "cpu-bound"]:
                 "HOT-SLOTS": "one account per contender, pinned at %s slots" % slots,
                 "NEAR-LIMIT": "10,000 accounts with 1 credit left: nearly every call denied",
                 "HOT-LIMIT": "one account per contender with 1 credit left: nearly every call denied",
-                "ALERTS": "10,000 accounts, uniform; alert thresholds configured, never reached"}[workload]
+                "ALERTS": "10,000 accounts, uniform; alert thresholds configured, never reached",
+                "FLAT-32": "32 parentless accounts, uniform",
+                "TREE": "32 teams under one org, uniform over the teams"}[workload]
         print("### %s (%s)\n" % (workload, desc))
         print("| contender | " + " | ".join("%d clients: tps / p50 / p99 ms / ratio" % r["clients"] for r in rows) + " |")
         print("|---|" + "---|" * len(rows))

@@ -1,6 +1,7 @@
 -- Benchmark fixtures: every contender gets its own rows, so contenders never
 -- wait for each other's locks. Teams are '1'..'10000'; HOT runs use team '1' only.
 -- psql -v accounts=10000 -v limit=... -v used=... -v slots=N (N > 0: accounts c1 and r1 get N slots) -v alerts=on|off
+--      -v tree=N (N > 0: accounts c1..cN under parent 'corg', r1..rN under 'rorg', for TREE)
 SET client_min_messages = warning;
 DROP SCHEMA IF EXISTS bench CASCADE;
 DROP EXTENSION IF EXISTS quota;
@@ -54,5 +55,8 @@ SELECT count(quota.set_alerts('a' || g, '{80,100}')) FROM generate_series(1, :ac
 UPDATE quota.accounts SET used = :used;
 -- The hot accounts split into slots (quota.set_slots), for the HOT-SLOTS workload.
 SELECT quota.set_slots(t, :slots) FROM unnest(ARRAY['c1', 'r1']) t WHERE :slots > 0;
+-- TREE: the first :tree teams of each kind under one org each (quota.set_parent).
+SELECT count(quota.set_account(p || 'org', :limit)) FROM unnest(ARRAY['c', 'r']) p WHERE :tree > 0;
+SELECT count(quota.set_parent(p || g, p || 'org')) FROM generate_series(1, :tree) g, unnest(ARRAY['c', 'r']) p;
 VACUUM ANALYZE;
 CHECKPOINT;

@@ -33,6 +33,15 @@ UPDATE quota.accounts SET window_start = window_start - interval '1 day', resets
 UPDATE quota.events SET window_start = window_start - interval '1 day', resets_at = resets_at - interval '1 day'
  WHERE team = 'old';
 SELECT quota.charge_credit('old', 4);
+-- 1.2: a chain (org > team > key), a cap, and a hold made through parents.
+SELECT quota.set_account('org', 100);
+SELECT quota.set_account('team', 50);
+SELECT quota.set_account('key', 20);
+SELECT quota.set_parent('team', 'org');
+SELECT quota.set_parent('key', 'team');
+SELECT quota.set_concurrency('key', 2);
+SELECT quota.charge_credit('key', 5);
+SELECT quota.reserve_credit('key', 3, hold_for => NULL, idempotency_key => 'chain-one');
 SQL
 state="SELECT string_agg(row(u.*)::text, E'\n' ORDER BY team, resource) FROM quota.usage u;"
 holds="SELECT string_agg(row(h.*)::text, E'\n' ORDER BY id) FROM quota.holds h;"
@@ -42,7 +51,8 @@ before_holds=$(psql_in quota_dump_src "$holds")
 before_slots=$(psql_in quota_dump_src "$slots")
 extra="SELECT (SELECT string_agg(row(e.*)::text, E'\n' ORDER BY id) FROM quota.events e) || E'\n' ||
               (SELECT string_agg(row(h.*)::text, E'\n' ORDER BY team, window_start) FROM quota.usage_history h) || E'\n' ||
-              (SELECT string_agg(row(a.*)::text, E'\n' ORDER BY team) FROM quota.alert_settings a);"
+              (SELECT string_agg(row(a.*)::text, E'\n' ORDER BY team) FROM quota.alert_settings a) || E'\n' ||
+              (SELECT string_agg(row(l.*)::text, E'\n' ORDER BY team) FROM quota.links l);"
 before_extra=$(psql_in quota_dump_src "$extra")
 [ "$(psql_in quota_dump_src "SELECT count(*) FROM quota.events")" = 2 ] || fail "the source has not the two events expected"
 
@@ -53,7 +63,7 @@ pg_restore --exit-on-error -d quota_dump_dst "$dir/db.dump"
 [ "$(psql_in quota_dump_dst "$state")" = "$before_usage" ] || fail "accounts differ after restore"
 [ "$(psql_in quota_dump_dst "$holds")" = "$before_holds" ] || fail "holds differ after restore"
 [ "$(psql_in quota_dump_dst "$slots")" = "$before_slots" ] || fail "slots differ after restore"
-[ "$(psql_in quota_dump_dst "$extra")" = "$before_extra" ] || fail "events, history or alert settings differ after restore"
+[ "$(psql_in quota_dump_dst "$extra")" = "$before_extra" ] || fail "events, history, alert settings or links differ after restore"
 # The restored thresholds apply, and events continue their ids and stay once per window.
 [ "$(psql_in quota_dump_dst "SELECT granted FROM quota.charge_credit('old', 1)")" = t ] || fail "charge on 'old'"
 [ "$(psql_in quota_dump_dst "SELECT count(*) FROM quota.events")" = 2 ] || fail "an event raised twice in one window"
@@ -61,7 +71,7 @@ pg_restore --exit-on-error -d quota_dump_dst "$dir/db.dump"
 [ "$(psql_in quota_dump_dst "SELECT string_agg(threshold::text, ',') FROM quota.events WHERE team = 'acme'")" = 50 ] ||
     fail "restored thresholds raise no event"
 [ "$(psql_in quota_dump_dst "SELECT max(id) FROM quota.events")" = 3 ] || fail "event ids restarted"
-[ "$(psql_in quota_dump_dst "SELECT count(*) FROM quota.holds WHERE state = 'open'")" = 3 ] || fail "open holds lost"
+[ "$(psql_in quota_dump_dst "SELECT count(*) FROM quota.holds WHERE state = 'open'")" = 6 ] || fail "open holds lost"
 # A slotted account continues: its slots spend, its keyed hold answers and commits.
 [ "$(psql_in quota_dump_dst "SELECT used || '/' || held FROM quota.charge_credit('hot', 1)")" = "4/2" ] ||
     fail "a charge on a restored slotted account"
@@ -81,9 +91,19 @@ open_id=$(psql_in quota_dump_dst "SELECT id FROM quota.holds WHERE idempotency_k
     fail "commit of a restored hold"
 new_id=$(psql_in quota_dump_dst "SELECT (quota.reserve_credit('acme')).reservation")
 [ "$new_id" -gt "$max_id" ] || fail "hold ids restarted ($new_id <= $max_id)"
+# The chain continues: a hold made through parents settles on every account, spends reach the org, the cap applies.
+chain_id=$(psql_in quota_dump_dst "SELECT id FROM quota.holds WHERE idempotency_key = 'chain-one'")
+[ "$(psql_in quota_dump_dst "SELECT used || '/' || held FROM quota.commit_credit($chain_id, 2)")" = "7/0" ] ||
+    fail "commit of a restored hold made through parents"
+[ "$(psql_in quota_dump_dst "SELECT string_agg(team || ':' || used || '/' || held, ' ' ORDER BY team) FROM quota.usage WHERE team IN ('org', 'team', 'key')")" = "key:7/0 org:7/0 team:7/0" ] ||
+    fail "a restored chain's accounts"
+[ "$(psql_in quota_dump_dst "SELECT remaining FROM quota.charge_credit('team', 40)")" = 3 ] ||
+    fail "a spend on a restored chain"
+[ "$(psql_in quota_dump_dst "SELECT count(*) FILTER (WHERE granted) FROM (SELECT (quota.reserve_credit('key', 1, hold_for => NULL)).granted FROM generate_series(1, 3)) r")" = 2 ] ||
+    fail "a restored concurrency cap"
 # The privileges travel too.
 [ "$(psql_in quota_dump_dst "SELECT has_function_privilege('public', 'quota.set_account(text,bigint,text,interval,timestamptz,boolean)', 'execute')")" = f ] ||
     fail "set_account became executable by PUBLIC"
 
 dropdb quota_dump_src; dropdb quota_dump_dst
-echo "dump_restore: ok (accounts, open and settled holds, slots, idempotency keys, id sequence, privileges, alert settings, events, history)"
+echo "dump_restore: ok (accounts, open and settled holds, slots, idempotency keys, id sequence, privileges, alert settings, events, history, parents, caps and holds made through parents)"

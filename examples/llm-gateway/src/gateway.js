@@ -45,7 +45,8 @@ const COMMIT = 'SELECT granted, remaining FROM quota.commit_credit($1, $2)';
 const RELEASE = 'SELECT quota.release_credit($1) AS released';
 // Only after a denial, to say who denied: the reply does not name the
 // account.  The chain from the key up with what quota.usage and quota.links
-// show of each (both readable by the application role).
+// show of each (both readable by the application role), and the Retry-After
+// a credit denial with the reply's resets_at would have had.
 const CHAIN = `
   WITH RECURSIVE chain(team, depth) AS (
       SELECT $1::text, 0
@@ -54,7 +55,9 @@ const CHAIN = `
         FROM chain c JOIN quota.links l ON l.team = c.team AND l.resource = $2
        WHERE l.parent IS NOT NULL AND c.depth < 3)
   SELECT c.team, c.depth, u.remaining, u.resets_at, u.limited,
-         (SELECT l.max_open_holds FROM quota.links l WHERE l.team = c.team AND l.resource = $2) AS max_open_holds
+         (SELECT l.max_open_holds FROM quota.links l WHERE l.team = c.team AND l.resource = $2) AS max_open_holds,
+         CASE WHEN $3::timestamptz IS NOT NULL
+              THEN greatest(1, ceil(extract(epoch FROM $3::timestamptz - clock_timestamp())))::int END AS reset_retry_after
     FROM chain c
     CROSS JOIN LATERAL (SELECT remaining, resets_at, limited FROM quota.usage
                          WHERE team = c.team AND resource = $2) u
@@ -213,21 +216,30 @@ function createGateway({
     return upstream(req, res);
   }
 
-  // Which account of the chain denied, as far as one read can tell: the
-  // reply's remaining is the least over the chain, so if it covers the
-  // estimate, credits were not the problem and a concurrency cap was.
+  // Which account of the chain denied, as far as one read right after the
+  // denial can tell (best effort: others spend meanwhile).  The reply's
+  // remaining is the least over the chain: if it covers the estimate, a
+  // concurrency cap denied.  Otherwise an account short of credits denied if
+  // the reply's retry_after is what its resets_at gives (NULL for a budget
+  // that never resets); if not, the retry_after is a hold's expiry: a cap.
   async function whoDenied(account, estimate, grant) {
-    const { rows } = await pool.query(CHAIN, [account, resource]);
+    const { rows } = await pool.query(CHAIN, [account, resource, grant.resets_at]);
     const name = (row) => ({ account: row.team, level: levels[row.depth] ?? `level ${row.depth}` });
-    const short = (row) => row.remaining !== null && Number(row.remaining) < estimate;
-    if (grant.remaining === null || Number(grant.remaining) >= estimate) {
-      const capped = rows.find((row) => row.max_open_holds !== null);
+    const byCap = () => {
+      const capped = rows.find((row) => row.max_open_holds !== null); // the nearest, if several
       return capped ? { ...name(capped), reason: 'concurrency', maxOpenHolds: capped.max_open_holds } : null;
-    }
-    const lacking = rows.filter(short);
+    };
+    const byCredits = (row) => ({ ...name(row), reason: 'credits', remaining: Number(row.remaining) });
+    if (grant.remaining === null || Number(grant.remaining) >= estimate) return byCap();
+    const lacking = rows.filter((row) => row.remaining !== null && Number(row.remaining) < estimate);
     const sameReset = (row) => (row.resets_at?.getTime() ?? null) === (grant.resets_at?.getTime() ?? null);
-    const denier = lacking.find(sameReset) ?? lacking[0];
-    return denier ? { ...name(denier), reason: 'credits', remaining: Number(denier.remaining) } : null;
+    const resetRetry = rows[0]?.reset_retry_after ?? null;
+    const creditLike = grant.retry_after === null
+      ? resetRetry === null
+      : resetRetry !== null && Math.abs(grant.retry_after - resetRetry) <= 1;
+    const denier = lacking.find(sameReset);
+    if (denier && creditLike) return byCredits(denier);
+    return byCap() ?? (lacking[0] ? byCredits(lacking[0]) : null);
   }
 
   // Call the provider with the gateway's timeout.

@@ -118,7 +118,7 @@ class DbGuard {
       reason: `database unreachable: ${this.reason}`,
       downForMs,
       failOpenMs: this.failOpenMs,
-      metered: false,
+      ...(admit ? { metered: false } : {}),
       ...fields,
     });
     // A refused client may come back once the next reconnect attempt is due.

@@ -211,3 +211,23 @@ test("a cap on the team counts requests in flight through any of its keys", asyn
   assert.equal((await slow).status, 200);
   assert.equal((await ask(gateway.url, { key: second.secret, body: { max_tokens: 1 } })).status, 200);
 });
+
+test('a key at its cap under an org short of credits: the 429 names whichever denied, and its Retry-After', async () => {
+  const chain = await newChain({ org: 10, orgPeriod: '1 day', cap: 1 });
+  const inFlight = provider.stats.inFlight;
+  const slow = ask(gateway.url, { key: chain.secret, body: { max_tokens: 2, fake: { delayMs: 800 } } });
+  await until('the slow request to reach the provider', () => provider.stats.inFlight > inFlight);
+  const denied = await ask(gateway.url, { key: chain.secret, body: { max_tokens: 9 } }); // the org has 8 left
+  assert.equal(denied.status, 429);
+  const retryAfter = Number(denied.retryAfter);
+  // Both the key's cap and the org's credits refuse this one; the reply
+  // carries the retry_after of one of them, and deniedBy must be that one.
+  if (denied.body.deniedBy.reason === 'concurrency') {
+    assert.deepEqual(denied.body.deniedBy, { account: chain.key, level: 'key', reason: 'concurrency', maxOpenHolds: 1 });
+    assert.ok(retryAfter >= 28 && retryAfter <= 30, `Retry-After ${retryAfter}: until the open hold expires`);
+  } else {
+    assert.deepEqual(denied.body.deniedBy, { account: chain.org, level: 'org', reason: 'credits', remaining: 8 });
+    assertRetryAfter(denied, await secondsToReset(chain.org), 2);
+  }
+  assert.equal((await slow).status, 200);
+});
