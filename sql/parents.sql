@@ -222,6 +222,19 @@ SELECT granted FROM quota.reserve_credit('p-cap', 1, hold_for => '1 hour');
 SELECT quota.set_concurrency('p-cap', NULL);
 SELECT granted FROM quota.reserve_credit('p-cap', 1);
 SELECT count(*) FROM quota.links WHERE team = 'p-cap';
+-- A cap of 0 with holds open: retry_after is NULL (waiting frees nothing).
+SELECT quota.set_account('p-cap0', 100);
+SELECT granted FROM quota.reserve_credit('p-cap0', 1, hold_for => '30 seconds');
+SELECT quota.set_concurrency('p-cap0', 0);
+SELECT granted, retry_after FROM quota.reserve_credit('p-cap0', 1);
+-- A cap and a parent's credits both refuse: the reply gives the one that turns the call away longer.
+SELECT quota.set_account('p-b-org', 10, period => '1 day'), quota.set_account('p-b-key', 100);
+SELECT quota.set_parent('p-b-key', 'p-b-org'), quota.set_concurrency('p-b-key', 1);
+SELECT granted FROM quota.reserve_credit('p-b-key', 2, hold_for => '30 seconds');
+SELECT granted, remaining, resets_at = (SELECT resets_at FROM quota.usage WHERE team = 'p-b-org') AS org_reset,
+       retry_after > 60 AS until_org_reset FROM quota.reserve_credit('p-b-key', 9);
+-- Only the cap refuses: until the hold expires.
+SELECT granted, remaining, retry_after BETWEEN 25 AND 30 AS until_hold_expires FROM quota.reserve_credit('p-b-key', 1);
 -- A cap on an ancestor counts the holds made through it.
 SELECT quota.set_account('p-cap-org', 100);
 SELECT quota.set_account('p-cap-a', 100);

@@ -12,7 +12,10 @@
 . "$(dirname "${BASH_SOURCE[0]}")/../../test/lib/cluster.sh"
 
 example_cluster() {
-    if [ -n "${QUOTA_CLUSTER:-}" ] && pg_isready -q -h "$QUOTA_CLUSTER" -p "$QUOTA_PORT"; then
+    if [ -n "${QUOTA_CLUSTER:-}" ]; then
+        # A cluster was named: use it, never build and install behind the caller's back.
+        pg_isready -q -h "$QUOTA_CLUSTER" -p "$QUOTA_PORT" ||
+            { echo "QUOTA_CLUSTER=$QUOTA_CLUSTER (port $QUOTA_PORT) does not answer" >&2; exit 1; }
         export PGHOST=$QUOTA_CLUSTER PGPORT=$QUOTA_PORT PGUSER=postgres
         return
     fi

@@ -762,9 +762,10 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
         /* Every holder of the account's slots has committed or rolled back: a fresh count is exact. */
         storage::OpenHolds const open = storage::open_holds(key, now);
         if (open.count >= cap) {
+            /* Until the earliest expires; never, when none expires or the cap is 0. */
             Grant capped = reply(locked, false, now);
-            capped.has_retry_after = open.has_earliest;
-            capped.retry_after = open.has_earliest ? seconds_until(open.earliest, now) : 0;
+            capped.has_retry_after = open.has_earliest && cap > 0;
+            capped.retry_after = capped.has_retry_after ? seconds_until(open.earliest, now) : 0;
             return capped;
         }
     }

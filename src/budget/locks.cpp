@@ -19,6 +19,8 @@
 
 #include "bridge/guard.hpp"
 
+#include <algorithm>
+
 namespace quota::locks {
 
 namespace {
@@ -145,7 +147,10 @@ bool holds_beyond_call(storage::AccountKey key)
 }
 
 struct Saved {
-    Table table;
+    LocalTransactionId transaction;
+    int count;
+    bool overflowed;
+    Entry entries[kEntries]; /* only the first `count` are copied */
 };
 
 void SavedDeleter::operator()(Saved *saved) const
@@ -155,13 +160,23 @@ void SavedDeleter::operator()(Saved *saved) const
 
 SavedTable save()
 {
-    return SavedTable(new Saved{current()});
+    Table const &t = current();
+    SavedTable saved(new Saved); /* deliberate: owned by the caller's frame for one call */
+    saved->transaction = t.transaction;
+    saved->count = t.count;
+    saved->overflowed = t.overflowed;
+    std::copy(t.entries, t.entries + t.count, saved->entries);
+    return saved;
 }
 
 void restore(const SavedTable &saved)
 {
-    if (saved && saved->table.transaction == MyProc->lxid)
-        table = saved->table;
+    if (!saved || saved->transaction != MyProc->lxid)
+        return;
+    table.transaction = saved->transaction;
+    table.count = saved->count;
+    table.overflowed = saved->overflowed;
+    std::copy(saved->entries, saved->entries + saved->count, table.entries);
 }
 
 uint64 account_id(storage::AccountKey key)

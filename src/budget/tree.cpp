@@ -118,10 +118,19 @@ void still_as_read(AccountKey key, const Read &read)
                 "Retry the transaction.");
 }
 
-/* The least remaining over a chain (unlimited accounts leave it alone). */
+/*
+ * The least remaining over a chain (unlimited accounts leave it alone), and
+ * for a denial the account of the chain that will turn the call away
+ * longest: one that cannot cover `amount` and never resets, else the one
+ * whose window ends last (`blocked`, `resets_at`).
+ */
 struct Least {
     bool unlimited = true;
     int64 remaining = PG_INT64_MAX;
+    int64 amount = 0;
+    bool blocked = false;
+    bool forever = false;
+    TimestampTz resets_at = 0;
 
     void add(const Usage &usage)
     {
@@ -129,6 +138,45 @@ struct Least {
             return;
         unlimited = false;
         remaining = std::min(remaining, usage.remaining);
+        if (usage.remaining >= amount)
+            return;
+        blocked = true;
+        if (!usage.has_period)
+            forever = true;
+        else
+            resets_at = std::max(resets_at, usage.resets_at);
+    }
+
+    /*
+     * A denial's resets_at and retry_after: the denier's (`grant`), or the
+     * account that blocks the call longer, so that a client that waits
+     * retry_after seconds is not turned away by another account of the
+     * chain at once.
+     */
+    void worst_into(Grant &grant, TimestampTz now) const
+    {
+        if (!blocked)
+            return;
+        if (forever) {
+            grant.usage.has_period = false;
+            grant.has_retry_after = false;
+            grant.retry_after = 0;
+            return;
+        }
+        if (!grant.has_retry_after && grant.usage.has_period)
+            return; /* the denier itself never frees up by waiting (a cap of 0) */
+        TimestampTz const denier_until =
+            grant.has_retry_after ? now + static_cast<int64>(grant.retry_after) * USECS_PER_SEC : 0;
+        if (grant.has_retry_after && resets_at <= denier_until)
+            return;
+        if (!grant.has_retry_after && !grant.usage.has_period)
+            return; /* the denier never resets: nothing waits longer */
+        grant.usage.has_period = true;
+        grant.usage.resets_at = resets_at;
+        int64 const wait = resets_at - now;
+        int64 const seconds = (wait + USECS_PER_SEC - 1) / USECS_PER_SEC;
+        grant.has_retry_after = true;
+        grant.retry_after = static_cast<int32>(std::clamp<int64>(seconds, 1, PG_INT32_MAX));
     }
 
     void into(Grant &grant) const
@@ -203,10 +251,13 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
         }
         still_as_read(key, first);
         locks::in_call(locks::account_id(key));
+        TimestampTz const now = GetCurrentTransactionStartTimestamp();
         Least least;
+        least.amount = amount;
         least.add(head.usage);
         if (!head.granted) {
             any_limited_above(first.links, key, least);
+            least.worst_into(head, now);
         } else if (kind == Kind::Reserve && storage::holds_inserted() == inserted) {
             keep = true; /* an idempotent retry: the first call held on the chain already */
             any_limited_above(first.links, key, least);
@@ -244,9 +295,11 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
                     head.usage.has_period = step_grant.usage.has_period;
                     head.usage.resets_at = step_grant.usage.resets_at;
                     least = Least{};
+                    least.amount = amount;
                     least.add(usage);
                     least.add(step_grant.usage);
                     any_limited_above(above.links, at, least);
+                    least.worst_into(head, now);
                     break;
                 }
                 links = above.links;

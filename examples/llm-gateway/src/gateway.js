@@ -314,7 +314,7 @@ function createGateway({
       const concurrency = deniedBy?.reason === 'concurrency';
       const headers = grant.retry_after === null ? {} : { 'retry-after': String(grant.retry_after) };
       return sendJson(res, 429, {
-        error: concurrency ? 'too many requests in flight for this key' : 'credit limit reached',
+        error: concurrency ? 'too many requests in flight' : 'credit limit reached',
         deniedBy,
         retryAfter: grant.retry_after,
         resetsAt: grant.resets_at,
