@@ -252,6 +252,17 @@ SELECT quota.set_slots('p-cap-hot', 4);
 SELECT quota.set_concurrency('p-cap-hot', 3);
 SELECT count(*) FILTER (WHERE granted) AS granted FROM (SELECT (quota.reserve_credit('p-cap-hot', 1)).granted FROM generate_series(1, 5)) r;
 
+-- purge_holds: an ancestor's part goes only after its reservation, so a reservation
+-- still there has all its parts (the next purge takes the parts left).
+SET quota.purge_pause = 0;
+SELECT quota.purge_holds(now() + interval '1 hour') > 0 AS purged;
+SELECT count(*) FILTER (WHERE id = :r1) AS reservation, count(*) FILTER (WHERE id <> :r1) AS parts
+  FROM quota.holds WHERE id = :r1 OR origin = :r1;
+SELECT quota.purge_holds(now() + interval '1 hour') > 0 AS purged;
+SELECT count(*) AS left_of_r1 FROM quota.holds WHERE id = :r1 OR origin = :r1;
+SELECT ptry(format('SELECT quota.commit_credit(%s)', :r1));
+RESET quota.purge_pause;
+
 -- Privileges: the new administrative functions are not executable by PUBLIC; links are readable, never writable.
 SELECT has_function_privilege('public', 'quota.set_parent(text, text, text)', 'execute') AS set_parent_public,
        has_function_privilege('public', 'quota.set_concurrency(text, integer, text)', 'execute') AS set_concurrency_public,

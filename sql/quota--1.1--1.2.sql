@@ -196,10 +196,15 @@ BEGIN
         SELECT max(b.id) INTO last_id
           FROM (SELECT h.id FROM ONLY quota.holds h WHERE h.id > after_id ORDER BY h.id LIMIT 2000) b;
         EXIT WHEN last_id IS NULL;
+        -- An ancestor's part of a hold made through parents goes only once its
+        -- reservation (the child's hold) is gone, so a reservation that is
+        -- still there always has all its parts.
         WITH doomed AS (
             SELECT h.id FROM ONLY quota.holds h
              WHERE h.id > after_id AND h.id <= last_id
                AND h.state <> 'open' AND h.settled_at < settled_before
+               AND NOT EXISTS (SELECT FROM ONLY quota.holds c
+                                WHERE c.id = h.origin AND c.id <> h.id)
                FOR UPDATE SKIP LOCKED)
         DELETE FROM ONLY quota.holds h USING doomed d
          WHERE h.id = d.id AND h.state <> 'open';
