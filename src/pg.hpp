@@ -27,6 +27,7 @@ extern "C" {
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_opfamily.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "common/string.h"
 #include "mb/pg_wchar.h"

@@ -142,6 +142,22 @@ bool only_primary_key(Relation rel, const TableSpec &spec, TableLayout &layout)
     return ok;
 }
 
+/* True when Citus manages the relation: a row of pg_dist_partition (a catalog only Citus creates). */
+bool managed_by_citus(Oid relation)
+{
+    Oid const catalog = get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE);
+    if (!OidIsValid(catalog))
+        return false;
+    Relation dist = table_open(catalog, AccessShareLock);
+    ScanKeyData key;
+    ScanKeyInit(&key, 1 /* logicalrelid */, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relation));
+    SysScanDesc scan = systable_beginscan(dist, InvalidOid, false, nullptr, 1, &key);
+    bool const found = HeapTupleIsValid(systable_getnext(scan));
+    systable_endscan(scan);
+    table_close(dist, AccessShareLock);
+    return found;
+}
+
 /* The whole check of table.hpp, on the relation as it is now (its lock is held). */
 TableLayout judge(Relation rel, const TableSpec &spec)
 {
@@ -160,6 +176,14 @@ TableLayout judge(Relation rel, const TableSpec &spec)
                                          spec.read_only ? ACL_SELECT : ACL_SELECT | ACL_UPDATE) == ACLCHECK_OK;
     bool const columns = columns_as_installed(rel, spec, layout); /* fills layout.attnum in any case */
     layout.direct = plain && columns && only_primary_key(rel, spec, layout);
+    layout.distributed = managed_by_citus(RelationGetRelid(rel));
+    if (&spec == &kAccounts && !layout.distributed) {
+        for (const TableSpec *other : {&kSlots, &kHolds}) {
+            Oid const relation = table_oid(*other);
+            layout.distributed = layout.distributed || (OidIsValid(relation) && managed_by_citus(relation));
+        }
+    }
+    layout.direct = layout.direct && !layout.distributed;
     return layout;
 }
 
@@ -207,6 +231,12 @@ Relation open_table(const TableSpec &spec, LOCKMODE mode, TableLayout &layout)
     }
     verdict.call = current_call; /* pinned: this call keeps it even if the table changes meanwhile */
     layout = verdict.layout;
+    if (layout.distributed)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("quota's tables are distributed by Citus"),
+                        errdetail("quota.%s is in pg_dist_partition; quota's calls would not stay on one team's rows there.",
+                                  spec.name),
+                        errhint("Keep quota's tables local to the coordinator; distributing them is not supported yet.")));
     return rel;
 }
 

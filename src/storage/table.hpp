@@ -69,6 +69,13 @@ struct TableSpec {
 /* Where the columns are, and whether the direct path may be used; a plain copy. */
 struct TableLayout {
     bool direct = false;
+    /*
+     * Citus manages the table (it is in pg_dist_partition): quota's
+     * statements would not stay on one team's rows there (an UPDATE by
+     * ctid goes to every shard), so open_table() refuses every call until
+     * the extension supports it (issue 13: quota.distribute()).
+     */
+    bool distributed = false;
     Oid primary_key = InvalidOid;
     AttrNumber attnum[kMaxTableColumns] = {}; /* 0: the column is missing (a database at an older version) */
     Oid key_collation[kMaxKeyColumns] = {};

@@ -48,7 +48,7 @@ citus_start_cluster() {
     export CITUS_DIR
     chmod 755 "$CITUS_DIR"
     [ "$(id -u)" -eq 0 ] && chown postgres: "$CITUS_DIR"
-    trap 'citus_stop_cluster; quota_stop_cluster' EXIT
+    trap citus_stop_cluster EXIT
     say "starting a local Citus cluster in $CITUS_DIR: coordinator on port $CITUS_PORT, workers on $((CITUS_PORT + 1)) and $((CITUS_PORT + 2))"
     for n in 0 1 2; do
         port=$((CITUS_PORT + n))
