@@ -10,7 +10,11 @@
 #   citus_stop_cluster     stop them and delete their files (also on exit)
 
 CITUS_PORT=${CITUS_PORT:-54511}
-CITUS_TARBALL=${CITUS_TARBALL:-$QUOTA_ROOT/../shared/deps/citus-13.0.5.tar.gz}
+# The source tarball: beside the checkout (../shared/deps, as in the project's workspace), else /work/shared/deps.
+if [ -z "${CITUS_TARBALL:-}" ]; then
+    CITUS_TARBALL=$QUOTA_ROOT/../shared/deps/citus-13.0.5.tar.gz
+    [ -f "$CITUS_TARBALL" ] || CITUS_TARBALL=/work/shared/deps/citus-13.0.5.tar.gz
+fi
 
 citus_available() {
     [ -f "$QUOTA_PG_BIN/../lib/citus.so" ] || [ -f /usr/lib/postgresql/15/lib/citus.so ]
