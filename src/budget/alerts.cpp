@@ -61,6 +61,9 @@ std::string account_name(storage::AccountKey key)
 void refresh()
 {
     bridge::guarded([] { AcceptInvalidationMessages(); });
+    /* No quota.alert_settings when last read: ALTER EXTENSION quota UPDATE may have made it since. */
+    if (!stale && !OidIsValid(watched) && OidIsValid(storage::alert_settings_relid()))
+        stale = true;
     if (!stale && cache.size() < kMaxCached)
         return;
     cache.clear();

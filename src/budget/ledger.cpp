@@ -37,6 +37,7 @@ struct Locked {
     bool unpinned = false;      /* automatic slotting changed its slots: record them as not pinned */
     bool rolled = false;        /* this call started the account's window (rollover) */
     bool alerting = false;      /* a spending call: raise the alerts it crosses (alerts.hpp) */
+    bool capped = false;        /* a concurrency cap (tree.hpp): automatic slotting gives it none */
     int64 before = 0;           /* used + held of the whole account when it was locked */
 
     bool slotted() const { return !slots.empty(); }
@@ -350,6 +351,8 @@ int32 wanted_slots(const Locked &locked, const Account &sum)
     int64 const left = left_of(sum);
     if (most == 0)
         return count; /* automatic slotting off: no slots made, none given back */
+    if (locked.capped)
+        return 0; /* its reserves count open holds on the whole account: slots would only be in the way */
     if (count > 0 && left < count)
         return 0;
     /* No slots yet: a call waited for the row.  Slots: a call waited for a slot (a busy row says nothing then). */
@@ -619,6 +622,8 @@ void settled_as_whole(const Hold &hold, Settle *settle)
         settle->origin = hold.origin;
         settle->account = locks::account_id(hold.key);
     }
+    if (hold.origin != 0 && hold.origin == hold.id && settle != nullptr && settle->before_lock)
+        settle->before_lock(); /* the ancestors' parts first: root first, as a spend locks them */
     if (hold.origin == 0 || hold.origin == hold.id || (settle != nullptr && settle->part))
         return;
     throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -748,6 +753,7 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
         return denial;
     }
 
+    locked.capped = cap >= 0;
     Hold earlier;
     if (idempotency_key != nullptr && storage::find_hold(key, *idempotency_key, earlier)) {
         int64 const id = earlier.id;
@@ -803,10 +809,12 @@ Grant commit(int64 reservation, const int64 *amount, Settle *settle)
     /* Actual consumption is recorded even past the limit, and even after the hold expired. */
     int64 const settled = amount != nullptr ? *amount : hold.amount;
     auto const open_or_expired = [](HoldState state) { return state == HoldState::Open || state == HoldState::Expired; };
-    auto const refuse_released = [reservation](const Hold &h) {
+    /* An ancestor's part is named by its reservation, the only id the caller knows. */
+    int64 const shown = settle != nullptr && settle->part ? hold.origin : reservation;
+    auto const refuse_released = [shown](const Hold &h) {
         if (h.state == HoldState::Released)
             throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        format("quota reservation %lld has already been released", static_cast<long long>(reservation)),
+                        format("quota reservation %lld has already been released", static_cast<long long>(shown)),
                         "A released reservation cannot be committed.",
                         "Reserve the credits again, or record the usage with quota.charge_credit().");
     };
@@ -844,10 +852,11 @@ bool release(int64 reservation, Settle *settle)
     }
 
     auto const open = [](HoldState state) { return state == HoldState::Open; };
-    auto const refuse_committed = [reservation](const Hold &h) {
+    int64 const shown = settle != nullptr && settle->part ? hold.origin : reservation;
+    auto const refuse_committed = [shown](const Hold &h) {
         if (h.state == HoldState::Committed)
             throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        format("quota reservation %lld has already been committed", static_cast<long long>(reservation)),
+                        format("quota reservation %lld has already been committed", static_cast<long long>(shown)),
                         "A committed reservation cannot be released.");
     };
     Locked locked = lock_hold_account(hold, reservation, now, turn);
@@ -862,7 +871,7 @@ bool release(int64 reservation, Settle *settle)
     return released;
 }
 
-Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
+Grant charge(AccountKey key, int64 amount, bool allow_overdraft, bool capped)
 {
     TimestampTz const now = transaction_now();
     storage::begin_call(storage::Intent::Write);
@@ -872,7 +881,7 @@ Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
     Turn turn = turn_for(key);
     Grant fast;
     if (look.exists && ((!allow_overdraft && denied_by_snapshot(key, look, amount, nullptr, turn, now, fast)) ||
-                        (seen.slots > 0 && escrow::charge(key, seen, look.where, amount, now, turn, fast)))) {
+                        (seen.slots > 0 && !capped && escrow::charge(key, seen, look.where, amount, now, turn, fast)))) {
         storage::drop_snapshot(look.snapshot);
         after_fast_path(key, turn, now);
         storage::finish();
@@ -911,6 +920,7 @@ Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
         storage::finish();
         return denial;
     }
+    locked.capped = capped;
     if (!allow_overdraft && !fits(locked.slotted() ? totals(locked) : locked.account, amount))
         return reply(locked, false, now);
     Target const target = spend_target(locked, nullptr);

@@ -58,6 +58,12 @@ struct Settle {
     bool part = false;
     int64 origin = 0;
     uint64 account = 0; /* the hold's account (locks::account_id) */
+    /*
+     * For a hold made through parents (the child's): run after the hold is
+     * read and before its account is locked — tree.cpp settles the
+     * ancestors' parts there, so a settle locks root first, as a spend does.
+     */
+    std::function<void()> before_lock;
 };
 Grant commit(int64 reservation, const int64 *amount, Settle *settle = nullptr);
 
@@ -70,7 +76,8 @@ Grant commit(int64 reservation, const int64 *amount, Settle *settle = nullptr);
  */
 void late_commit_may_go(int64 reservation);
 bool release(int64 reservation, Settle *settle = nullptr);
-Grant charge(AccountKey key, int64 amount, bool allow_overdraft);
+/* `capped`: the account has a concurrency cap (tree.hpp): decided on the whole account, never given slots. */
+Grant charge(AccountKey key, int64 amount, bool allow_overdraft, bool capped = false);
 
 /*
  * set_parent(), set_concurrency(): the whole account locked as for

@@ -56,6 +56,9 @@ std::string account_name(AccountKey key)
 void refresh()
 {
     bridge::guarded([] { AcceptInvalidationMessages(); });
+    /* No quota.links when last read: ALTER EXTENSION quota UPDATE may have made it since (no invalidation says so). */
+    if (!stale && !OidIsValid(watched) && OidIsValid(storage::links_relid()))
+        stale = true;
     if (!stale && cache.size() < kMaxCached)
         return;
     cache.clear();
@@ -96,21 +99,24 @@ bool same(const Links &a, const Links &b)
 }
 
 /*
- * With the account's lock held (its step is done): if quota.links changed
- * since `read`, and this account's links with it, the step used stale ones.
- * A set_parent() or set_concurrency() on it holds the whole account until
- * it commits, and its invalidation is queued before its locks go, so the
- * check after the lock sees every change the lock waited for.
+ * With the account's lock held (its step is done): true when quota.links
+ * changed since `read` and this account's links with it, so the step used
+ * stale ones.  A set_parent() or set_concurrency() on it holds the whole
+ * account until it commits, and its invalidation is queued before its locks
+ * go, so the check after the lock sees every change the lock waited for.
  */
-void still_as_read(AccountKey key, const Read &read)
+bool changed_since(AccountKey key, const Read &read)
 {
     bridge::guarded([] { AcceptInvalidationMessages(); });
     if (generation == read.generation)
-        return;
+        return false;
     Links now;
     storage::read_links(key, now);
-    if (same(now, read.links))
-        return;
+    return !same(now, read.links);
+}
+
+[[noreturn]] void changed_during_call(AccountKey key)
+{
     throw Error(ERRCODE_T_R_SERIALIZATION_FAILURE,
                 format("quota account \"%s\" for resource \"%s\" got a new parent or concurrency cap during this call",
                        storage::team_name(key), storage::resource_name(key)),
@@ -215,7 +221,7 @@ bool any_limited_above(const Links &from, AccountKey child, Least &least)
 
 /* Puts back the origin of the holds insert_hold() makes when the step is over, however it ends. */
 struct OriginScope {
-    explicit OriginScope(int64 origin) { storage::set_hold_origin(origin); }
+    OriginScope(int64 origin, int64 own_id) { storage::set_hold_origin(origin, own_id); }
     ~OriginScope() { storage::set_hold_origin(0); }
     OriginScope(const OriginScope &) = delete;
     OriginScope &operator=(const OriginScope &) = delete;
@@ -229,107 +235,182 @@ struct OriginScope {
                 "quota.links was changed by hand.", "Fix the chain with quota.set_parent().");
 }
 
-/*
- * A spend on an account with links.  `step(key, cap)` is the ledger's call
- * on one account; `kind` says what a denial takes back from the child's
- * reply (the credits its own step granted).
- */
-enum class Kind { Reserve, Charge };
+/* An account's chain as the cache shows it: the account first, its root last. */
+struct Chain {
+    int32 count = 0;
+    AccountKey keys[kMaxChain];
+    Read reads[kMaxChain];
+};
 
-template <typename Step>
-Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, const Step &step)
+Chain chain_of(AccountKey key, const Read &first)
 {
-    locks::SavedTable const saved = locks::save();
-    bridge::Subtransaction const outer = bridge::begin_subtransaction();
-    bool keep = false;
-    Grant head;
-    try {
-        uint64 const inserted = storage::holds_inserted();
-        {
-            OriginScope const origin(kind == Kind::Reserve && first.links.has_parent ? storage::kOriginSelf : 0);
-            head = step(key, first.links.has_cap ? first.links.cap : -1);
-        }
-        still_as_read(key, first);
-        locks::in_call(locks::account_id(key));
-        TimestampTz const now = GetCurrentTransactionStartTimestamp();
-        Least least;
-        least.amount = amount;
-        least.add(head.usage);
-        if (!head.granted) {
-            any_limited_above(first.links, key, least);
-            least.worst_into(head, now);
-        } else if (kind == Kind::Reserve && storage::holds_inserted() == inserted) {
-            keep = true; /* an idempotent retry: the first call held on the chain already */
-            any_limited_above(first.links, key, least);
-        } else {
-            keep = true;
-            Links links = first.links;
-            AccountKey at = key;
-            for (int32 depth = 1; links.has_parent; depth++) {
-                if (depth >= kMaxChain)
-                    chain_too_long(key);
-                at = parent_key(links, at);
-                Read const above = links_of(at);
-                Grant step_grant;
-                {
-                    OriginScope const origin(kind == Kind::Reserve ? head.reservation : 0);
-                    step_grant = step(at, above.links.has_cap ? above.links.cap : -1);
-                }
-                still_as_read(at, above);
-                locks::in_call(locks::account_id(at));
-                least.add(step_grant.usage);
-                if (!step_grant.granted) {
-                    /* Denied by an ancestor: the child's reply without this call, that ancestor's reset. */
-                    keep = false;
-                    Usage &usage = head.usage;
-                    (kind == Kind::Reserve ? usage.held : usage.used) -= amount;
-                    int64 taken = 0;
-                    bool const over = __builtin_add_overflow(usage.used, usage.held, &taken);
-                    usage.limited = !usage.unlimited && (over || taken >= usage.credit_limit);
-                    usage.remaining = usage.limited ? 0 : usage.credit_limit - taken;
-                    head.granted = false;
-                    head.has_reservation = false;
-                    head.reservation = 0;
-                    head.has_retry_after = step_grant.has_retry_after;
-                    head.retry_after = step_grant.retry_after;
-                    head.usage.has_period = step_grant.usage.has_period;
-                    head.usage.resets_at = step_grant.usage.resets_at;
-                    least = Least{};
-                    least.amount = amount;
-                    least.add(usage);
-                    least.add(step_grant.usage);
-                    any_limited_above(above.links, at, least);
-                    least.worst_into(head, now);
-                    break;
-                }
-                links = above.links;
-            }
-        }
-        least.into(head);
-    } catch (...) {
-        bridge::rollback_subtransaction(outer);
-        locks::restore(saved);
-        throw;
+    Chain chain;
+    chain.keys[0] = key;
+    chain.reads[0] = first;
+    chain.count = 1;
+    while (chain.reads[chain.count - 1].links.has_parent) {
+        if (chain.count == kMaxChain)
+            chain_too_long(key);
+        chain.keys[chain.count] = parent_key(chain.reads[chain.count - 1].links, chain.keys[chain.count - 1]);
+        chain.reads[chain.count] = links_of(chain.keys[chain.count]);
+        chain.count++;
     }
-    if (keep) {
-        bridge::release_subtransaction(outer);
-    } else {
-        bridge::rollback_subtransaction(outer); /* a denial changes nothing, on any account */
-        locks::restore(saved);
-    }
-    return head;
+    return chain;
 }
 
-/* A spend: straight to the ledger for an account without links, along the chain otherwise. */
+int32 cap_of(const Read &read)
+{
+    return read.links.has_cap ? read.links.cap : -1;
+}
+
+/* Every account of the chain read now, without locks, into `least`; the account's own usage into `own`. */
+void peek_chain(const Chain &chain, Least &least, Usage &own)
+{
+    for (int32 i = 0; i < chain.count; i++) {
+        Usage usage;
+        if (!ledger::peek(chain.keys[i], usage))
+            continue; /* deleted by hand: nothing to read */
+        least.add(usage);
+        if (i == 0)
+            own = usage;
+    }
+}
+
+/*
+ * A spend on an account with a parent.  `step(key, cap, is_child)` is the
+ * ledger's call on one account.  The accounts are locked root first — one
+ * canonical order: an ancestor before any of its descendants, so calls on
+ * siblings meet first at their common ancestors, and a transaction that
+ * calls several accounts in one order locks every ancestor before the
+ * accounts under it.  All inside a subtransaction: granted by every
+ * account, it is released; denied by one, or an idempotent retry that
+ * found its first reservation, it rolls back (nothing changed anywhere);
+ * an account whose links changed before its lock was taken makes the call
+ * start again with the chain as it is now (a few times, then 40001).
+ */
+enum class Kind { Reserve, Charge };
+enum class Outcome { Granted, Denied, Replayed, Changed };
+
+/* Whether the account already has a hold with this idempotency key (committed, or this transaction's). */
+bool keyed_hold_exists(AccountKey key, const Datum *idempotency_key)
+{
+    if (idempotency_key == nullptr)
+        return false;
+    storage::connect();
+    storage::Hold earlier;
+    bool const found = storage::find_hold(key, *idempotency_key, earlier);
+    storage::finish();
+    return found;
+}
+
 template <typename Step>
-Grant spend(AccountKey key, int64 amount, Kind kind, const Step &step)
+Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, const Step &step,
+                  const Datum *idempotency_key)
+{
+    constexpr int kAttempts = 4;
+    TimestampTz const now = GetCurrentTransactionStartTimestamp();
+    /*
+     * A keyed retry of a reserve answers with its first reservation, which
+     * the child's step finds; the ancestors, which held for it already, are
+     * not asked again (they might be out of credits by now).
+     */
+    if (keyed_hold_exists(key, idempotency_key))
+        return step(key, -1, true);
+    for (int attempt = 1;; attempt++) {
+        Chain const chain = chain_of(key, attempt == 1 ? first : links_of(key));
+        locks::SavedTable const saved = locks::save();
+        locks::start_call();
+        bridge::Subtransaction const outer = bridge::begin_subtransaction();
+        Outcome outcome = Outcome::Granted;
+        Grant head;
+        Grant denial;
+        int32 changed_at = 0;
+        Least least;
+        least.amount = amount;
+        try {
+            int64 const reservation = kind == Kind::Reserve ? storage::next_hold_id() : 0;
+            for (int32 i = chain.count - 1; i >= 0; i--) {
+                Grant grant;
+                {
+                    OriginScope const origin(reservation, i == 0 ? reservation : 0);
+                    grant = step(chain.keys[i], cap_of(chain.reads[i]), i == 0);
+                }
+                if (changed_since(chain.keys[i], chain.reads[i])) {
+                    outcome = Outcome::Changed;
+                    changed_at = i;
+                    break;
+                }
+                locks::in_call(locks::account_id(chain.keys[i]));
+                least.add(grant.usage);
+                if (!grant.granted) {
+                    outcome = Outcome::Denied;
+                    denial = grant;
+                    if (i == 0)
+                        head = grant;
+                    break;
+                }
+                if (i == 0) {
+                    head = grant;
+                    /* A keyed retry answered with its first reservation: the holds just made above go. */
+                    if (kind == Kind::Reserve && grant.reservation != reservation)
+                        outcome = Outcome::Replayed;
+                }
+            }
+        } catch (...) {
+            bridge::rollback_subtransaction(outer);
+            locks::restore(saved);
+            throw;
+        }
+        if (outcome == Outcome::Granted) {
+            bridge::release_subtransaction(outer);
+            least.into(head);
+            return head;
+        }
+        bridge::rollback_subtransaction(outer); /* nothing of this call stays, on any account */
+        locks::restore(saved);
+        if (outcome == Outcome::Changed) {
+            if (attempt < kAttempts)
+                continue;
+            changed_during_call(chain.keys[changed_at]);
+        }
+        /* Denied while a call with the same key held on the chain and committed meanwhile: its retry. */
+        if (outcome == Outcome::Denied && keyed_hold_exists(key, idempotency_key))
+            return step(key, -1, true);
+        /* Denied or replayed: the account's reply as it is now, the least remaining over the chain. */
+        Least now_least;
+        now_least.amount = amount;
+        Usage own = head.usage;
+        peek_chain(chain, now_least, own);
+        if (outcome == Outcome::Replayed) {
+            head.usage = own;
+            now_least.into(head);
+            return head;
+        }
+        Grant reply = denial;
+        reply.granted = false;
+        reply.has_reservation = false;
+        reply.reservation = 0;
+        reply.usage = own;
+        reply.usage.has_period = denial.usage.has_period; /* the denier's window and retry_after */
+        reply.usage.resets_at = denial.usage.resets_at;
+        now_least.add(denial.usage);
+        now_least.worst_into(reply, now);
+        now_least.into(reply);
+        return reply;
+    }
+}
+
+/* A spend: straight to the ledger for an account without a parent, along the chain otherwise. */
+template <typename Step>
+Grant spend(AccountKey key, int64 amount, Kind kind, const Step &step, const Datum *idempotency_key = nullptr)
 {
     locks::start_call();
     Read const first = links_of(key);
     if (first.links.has_parent)
-        return spend_chain(key, first, amount, kind, step);
-    Grant grant = step(key, first.links.has_cap ? first.links.cap : -1); /* one account: a denial changes nothing */
-    still_as_read(key, first);
+        return spend_chain(key, first, amount, kind, step, idempotency_key);
+    Grant grant = step(key, cap_of(first), true); /* one account: a denial changes nothing */
+    if (changed_since(key, first))
+        changed_during_call(key); /* a parent or cap came in between: the step did not use it */
     return grant;
 }
 
@@ -337,36 +418,37 @@ Grant spend(AccountKey key, int64 amount, Kind kind, const Step &step)
 
 Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const Datum *idempotency_key)
 {
-    return spend(key, amount, Kind::Reserve, [&](AccountKey at, int32 cap) {
+    return spend(key, amount, Kind::Reserve, [&](AccountKey at, int32 cap, bool child) {
         /* The idempotency key belongs to the child's hold: the ancestors' parts have none. */
-        bool const child = at.team == key.team;
         return ledger::reserve(at, amount, expires_at, child ? idempotency_key : nullptr, cap);
-    });
+    }, idempotency_key);
 }
 
 Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
 {
-    return spend(key, amount, Kind::Charge,
-                 [&](AccountKey at, int32) { return ledger::charge(at, amount, allow_overdraft); });
+    return spend(key, amount, Kind::Charge, [&](AccountKey at, int32 cap, bool) {
+        return ledger::charge(at, amount, allow_overdraft, cap >= 0);
+    });
 }
 
 Grant commit(int64 reservation, const int64 *amount)
 {
     locks::start_call();
+    Least least;
     ledger::Settle settle;
+    /* Made through parents: each ancestor's part, root first (as they were made), then the child's hold. */
+    settle.before_lock = [&] {
+        for (int64 part : storage::ancestor_holds(reservation)) {
+            ledger::Settle as_part;
+            as_part.part = true;
+            least.add(ledger::commit(part, amount, &as_part).usage);
+            locks::in_call(as_part.account);
+        }
+    };
     Grant grant = ledger::commit(reservation, amount, &settle);
     if (settle.origin != reservation)
         return grant;
-    /* Made through parents: each ancestor's part, child first, as the hold was made. */
-    locks::in_call(settle.account);
-    Least least;
     least.add(grant.usage);
-    for (int64 part : storage::ancestor_holds(reservation)) {
-        ledger::Settle as_part;
-        as_part.part = true;
-        least.add(ledger::commit(part, amount, &as_part).usage);
-        locks::in_call(as_part.account);
-    }
     least.into(grant);
     return grant;
 }
@@ -375,17 +457,15 @@ bool release(int64 reservation)
 {
     locks::start_call();
     ledger::Settle settle;
-    bool const released = ledger::release(reservation, &settle);
-    if (settle.origin != reservation)
-        return released;
-    locks::in_call(settle.account);
-    for (int64 part : storage::ancestor_holds(reservation)) {
-        ledger::Settle as_part;
-        as_part.part = true;
-        ledger::release(part, &as_part);
-        locks::in_call(as_part.account);
-    }
-    return released;
+    settle.before_lock = [&] {
+        for (int64 part : storage::ancestor_holds(reservation)) {
+            ledger::Settle as_part;
+            as_part.part = true;
+            ledger::release(part, &as_part);
+            locks::in_call(as_part.account);
+        }
+    };
+    return ledger::release(reservation, &settle);
 }
 
 bool is_limited(AccountKey key)

@@ -132,9 +132,12 @@ Statement insert_hold_sql = {
 /* 1.2: a hold made through parents carries its origin (insert_hold() with set_hold_origin()). */
 Statement insert_hold_origin_sql = {
     "INSERT INTO quota.holds (id, team, resource, amount, state, idempotency_key, created_at, expires_at, slot, origin)"
-    " SELECT n.id, $1, $2, $3, 'open', $4, $5, $6, $7, COALESCE($8, n.id)"
-    " FROM (SELECT pg_catalog.nextval(CAST('quota.holds_id_seq' AS pg_catalog.regclass)) AS id) n RETURNING id",
-    nullptr, 8, {TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID}};
+    " VALUES (COALESCE($9, pg_catalog.nextval(CAST('quota.holds_id_seq' AS pg_catalog.regclass))),"
+    " $1, $2, $3, 'open', $4, $5, $6, $7, $8) RETURNING id",
+    nullptr, 9, {TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID}};
+
+Statement next_hold_id_sql = {
+    "SELECT pg_catalog.nextval(CAST('quota.holds_id_seq' AS pg_catalog.regclass))", nullptr, 0, {}};
 
 Statement read_hold_origin_sql = {
     "SELECT " HOLD_COLUMNS ", " INT8("h.origin") " FROM ONLY quota.holds h WHERE h.id" EQ "$1", nullptr, 1, {INT8OID}};
@@ -216,7 +219,7 @@ Hold decode_hold()
 }
 
 int64 hold_origin = 0;
-uint64 inserted = 0;
+int64 hold_own_id = 0;
 
 /* quota.holds.origin came with 1.2. */
 bool has_origin_column()
@@ -461,15 +464,22 @@ bool read_hold(int64 id, Hold &hold)
     return true;
 }
 
-void set_hold_origin(int64 origin)
+void set_hold_origin(int64 origin, int64 own_id)
 {
     hold_origin = origin;
+    hold_own_id = own_id;
 }
 
-uint64 holds_inserted()
+int64 next_hold_id()
 {
-    return inserted;
+    connect();
+    execute(next_hold_id_sql, nullptr, nullptr, false);
+    bool isnull = false;
+    int64 const id = DatumGetInt64(column(1, &isnull));
+    finish();
+    return id;
 }
+
 
 bool find_hold(AccountKey key, Datum idempotency_key, Hold &hold)
 {
@@ -491,17 +501,17 @@ int64 insert_hold(AccountKey key, int64 amount, TimestampTz now, const Timestamp
                        TimestampTzGetDatum(now),
                        expires_at != nullptr ? TimestampTzGetDatum(*expires_at) : (Datum) 0,
                        slot != nullptr ? Int32GetDatum(*slot) : (Datum) 0};
-    char nulls[8] = {' ', ' ', ' ', idempotency_key != nullptr ? ' ' : 'n', ' ', expires_at != nullptr ? ' ' : 'n',
-                     slot != nullptr ? ' ' : 'n', hold_origin > 0 ? ' ' : 'n'};
+    char nulls[9] = {' ', ' ', ' ', idempotency_key != nullptr ? ' ' : 'n', ' ', expires_at != nullptr ? ' ' : 'n',
+                     slot != nullptr ? ' ' : 'n', ' ', hold_own_id != 0 ? ' ' : 'n'};
     if (hold_origin != 0) {
-        Datum with_origin[8];
+        Datum with_origin[9];
         std::copy(values, values + 7, with_origin);
         with_origin[7] = Int64GetDatum(hold_origin);
+        with_origin[8] = Int64GetDatum(hold_own_id);
         execute(insert_hold_origin_sql, with_origin, nulls, false);
     } else {
         execute(insert_hold_sql, values, nulls, false);
     }
-    inserted++;
     bool isnull = false;
     return DatumGetInt64(column(1, &isnull));
 }

@@ -132,14 +132,12 @@ int64 insert_hold(AccountKey key, int64 amount, TimestampTz now, const Timestamp
 /*
  * The origin that insert_hold() gives the holds it inserts, for the one
  * spending call of a chain that is running (budget/tree.cpp sets it around
- * each account's step and puts back 0 after): 0 none, kOriginSelf its own
- * id (the child's hold), else the child's hold's id (an ancestor's).
- * Also how many holds insert_hold() has inserted in this backend, which
- * tells a keyed reserve that found its earlier hold from one that made one.
+ * each account's step and puts back 0 after): 0 none, else the id of the
+ * child's hold (the reservation), which the child's own hold is inserted
+ * with (`own_id`, taken from next_hold_id() before the chain's first step).
  */
-inline constexpr int64 kOriginSelf = -1;
-void set_hold_origin(int64 origin);
-uint64 holds_inserted();
+void set_hold_origin(int64 origin, int64 own_id = 0);
+int64 next_hold_id();
 void settle_hold(int64 id, HoldState state, TimestampTz now, const int64 *committed);
 /*
  * Lock the hold's row if no other transaction holds it; false when one

@@ -294,7 +294,7 @@ def audit(ledger):
     chains = 0
     for rid, team, parts, states, state in cur.fetchall():
         chains += 1
-        if parts != chain(team)[1:]:
+        if parts != chain(team)[:0:-1]:     # made root first
             failures.append("hold %d of %s: parts on %r" % (rid, team, parts))
         if states != [state]:
             failures.append("hold %d: %s, its parts %r" % (rid, state, states))
