@@ -129,7 +129,7 @@ void in_call(uint64 account)
 
 bool holds_beyond_call(storage::AccountKey key)
 {
-    Table &t = current();
+    Table const &t = current();
     if (t.overflowed)
         return true;
     uint64 const self = account_of(key);
@@ -147,10 +147,7 @@ bool holds_beyond_call(storage::AccountKey key)
 }
 
 struct Saved {
-    LocalTransactionId transaction;
-    int count;
-    bool overflowed;
-    Entry entries[kEntries]; /* only the first `count` are copied */
+    Table table; /* entries beyond table.count are not copied */
 };
 
 void SavedDeleter::operator()(Saved *saved) const
@@ -162,21 +159,21 @@ SavedTable save()
 {
     Table const &t = current();
     SavedTable saved(new Saved); /* deliberate: owned by the caller's frame for one call */
-    saved->transaction = t.transaction;
-    saved->count = t.count;
-    saved->overflowed = t.overflowed;
-    std::copy(t.entries, t.entries + t.count, saved->entries);
+    saved->table.transaction = t.transaction;
+    saved->table.count = t.count;
+    saved->table.overflowed = t.overflowed;
+    std::copy(t.entries, t.entries + t.count, saved->table.entries);
     return saved;
 }
 
 void restore(const SavedTable &saved)
 {
-    if (!saved || saved->transaction != MyProc->lxid)
+    if (!saved || saved->table.transaction != MyProc->lxid)
         return;
-    table.transaction = saved->transaction;
-    table.count = saved->count;
-    table.overflowed = saved->overflowed;
-    std::copy(saved->entries, saved->entries + saved->count, table.entries);
+    table.transaction = saved->table.transaction;
+    table.count = saved->table.count;
+    table.overflowed = saved->table.overflowed;
+    std::copy(saved->table.entries, saved->table.entries + saved->table.count, table.entries);
 }
 
 uint64 account_id(storage::AccountKey key)
