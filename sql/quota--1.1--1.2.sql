@@ -277,7 +277,7 @@ REVOKE EXECUTE ON FUNCTION quota._alert_settings_changed() FROM PUBLIC;
 -- its cap on open holds; an account with neither has no row, and a
 -- database where no account has one pays nothing for the feature.  Every
 -- spending call on an account applies to it and each ancestor, all or
--- nothing, in the caller's transaction (locking the chain child first).
+-- nothing, in the caller's transaction (locking the chain root first).
 -- A hold made through parents is one hold row per account of the chain:
 -- the child's (the reservation the caller gets) has origin = its own id,
 -- each ancestor's has origin = that id, so commit and release settle on

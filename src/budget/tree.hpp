@@ -9,18 +9,23 @@
  * links).
  *
  * A spending call on an account with a parent runs the ledger's call on
- * the account and then on each ancestor, child first (one canonical order:
- * calls on siblings meet only at their common ancestors, which both lock
- * in the same order), inside a subtransaction of its own
- * (bridge/subtransaction.hpp): when an account denies, the subtransaction
- * rolls back, so the call changes nothing.  Each account's step is the
- * ledger's, so a busy parent gets slots automatically like any hot
- * account, and its children spend side by side on its slots.
+ * every account of its chain, root first (one canonical order: an ancestor
+ * before any of its descendants, so calls on siblings meet first at their
+ * common ancestors, and a transaction that keeps one call order locks the
+ * ancestors of each account before the account), inside a subtransaction
+ * of its own (bridge/subtransaction.hpp): when an account denies, the
+ * subtransaction rolls back, so the call changes nothing.  Settling a hold
+ * made through parents settles the ancestors' parts first, in the same
+ * order.  Each account's step is the ledger's, so a busy parent gets slots
+ * automatically like any hot account, and its children spend side by side
+ * on its slots.
  *
  * Each account's parent and cap are read before its step and checked
- * again with its lock held: a set_parent() or set_concurrency() that
- * committed in between makes the call fail with 40001 (retry), so no call
- * ever spends along a chain other than the one its locks saw.
+ * again with its lock held: when a set_parent() or set_concurrency() that
+ * committed in between changed them, a chain call starts again with the
+ * chain as it is now; a call on an account that had no parent when it was
+ * read fails with 40001 (retry).  No call spends along a chain other than
+ * the one its locks saw.
  */
 #pragma once
 

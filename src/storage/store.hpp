@@ -269,7 +269,7 @@ struct OpenHolds {
 };
 OpenHolds open_holds(AccountKey key, TimestampTz now);
 
-/* The ancestors' holds of reservation `origin`, in the order they were made (child first). */
+/* The ancestors' holds of reservation `origin`, in the order they were made (root first). */
 std::vector<int64> ancestor_holds(int64 origin);
 
 /* ---- slots (slots.cpp) ---- */
