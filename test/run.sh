@@ -7,6 +7,7 @@
 #   test/run.sh
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/cluster.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib/citus.sh"
 cd "$QUOTA_ROOT"
 
 passed=0
@@ -68,8 +69,25 @@ stress_tree() {
 }
 
 set -e
-quota_setup clang-tidy python3-psycopg2 python3-django postgresql-15-cron
+quota_setup clang-tidy python3-psycopg2 python3-django postgresql-15-cron $CITUS_BUILD_PACKAGES
 set +e
+
+# Citus for test/citus.sh: installed already, or built from the tarball in the
+# background while the first suites run (about 2 minutes of one core).
+citus_log=$(mktemp /tmp/quota-citus-build.XXXXXX)
+citus_pid=
+if ! citus_available; then
+    say "building Citus in the background (log: $citus_log)"
+    citus_install >"$citus_log" 2>&1 &
+    citus_pid=$!
+fi
+citus_suite() {
+    if [ -n "$citus_pid" ]; then
+        wait "$citus_pid" || true
+        cat "$citus_log"
+    fi
+    test/citus.sh
+}
 
 suite "static analysis (cppcheck, clang-tidy)" test/lint.sh
 
@@ -84,14 +102,14 @@ suite "REINDEX and CREATE INDEX while spending: no deadlock, indexes sound" test
 suite "randomized bad input (test/fuzz.py): contract SQLSTATEs only, nothing changed" fuzz
 suite "upgrade path: ALTER EXTENSION quota UPDATE from every version" test/upgrade.sh
 suite "pg_cron runs expire_holds, purge_holds and purge_history" test/cron.sh
-suite "Citus: quota tables that Citus manages are refused, nothing changed (builds Citus when missing)" test/citus.sh
+suite "Citus: quota tables that Citus manages are refused, nothing changed (builds Citus when missing)" citus_suite
 suite "example: Node.js chat backend (node --test)" examples/node-chat/test.sh
 suite "example: LLM gateway (node --test)" examples/llm-gateway/test.sh
 suite "example: Django recipes app (manage.py test)" examples/django-recipes/test.sh
 suite "stress audit: 16 connections, 20 s" stress --workers 16 --seconds 20
 suite "stress audit across a crash (immediate restart half way)" stress --workers 16 --seconds 20 --crash
-suite "stress audit of a tree with caps: org > 4 teams > 12 users, 16 connections, 15 s" stress_tree --workers 16 --seconds 15
-suite "stress audit of a tree with caps across a crash" stress_tree --workers 16 --seconds 15 --crash
+suite "stress audit of a tree with caps: org > 4 teams > 12 users, 16 connections, 12 s" stress_tree --workers 16 --seconds 12
+suite "stress audit of a tree with caps across a crash" stress_tree --workers 16 --seconds 12 --crash
 quota_stop_cluster
 
 echo

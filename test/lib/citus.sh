@@ -20,12 +20,15 @@ citus_available() {
     [ -f "$QUOTA_PG_BIN/../lib/citus.so" ] || [ -f /usr/lib/postgresql/15/lib/citus.so ]
 }
 
+# What building Citus needs beyond quota's own packages (test/run.sh installs them up front).
+CITUS_BUILD_PACKAGES="liblz4-dev libzstd-dev libcurl4-openssl-dev libkrb5-dev libselinux1-dev libxslt1-dev libpam0g-dev libreadline-dev"
+
 # Build Citus 13.0.5 from the tarball when PostgreSQL 15 has none (about 2 minutes on 2 cores).
 citus_install() {
     citus_available && return 0
     [ -f "$CITUS_TARBALL" ] || { echo "no Citus installed and no tarball at $CITUS_TARBALL"; return 1; }
-    quota_install_packages liblz4-dev libzstd-dev libcurl4-openssl-dev libkrb5-dev libselinux1-dev \
-        libxslt1-dev libpam0g-dev libreadline-dev
+    # shellcheck disable=SC2086
+    quota_install_packages $CITUS_BUILD_PACKAGES
     local dir
     dir=$(mktemp -d /tmp/citus-build.XXXXXX)
     say "building Citus from $(basename "$CITUS_TARBALL") (about 2 minutes)"
