@@ -263,6 +263,16 @@ SELECT count(*) AS left_of_r1 FROM quota.holds WHERE id = :r1 OR origin = :r1;
 SELECT ptry(format('SELECT quota.commit_credit(%s)', :r1));
 RESET quota.purge_pause;
 
+-- A PostgreSQL error in the middle of a chain (a CHECK a superuser added to the child's row,
+-- after the org's step wrote): the error reaches the caller intact, and nothing stays.
+SELECT quota.set_account('p-chk-org', 100), quota.set_account('p-chk', 100);
+SELECT quota.set_parent('p-chk', 'p-chk-org');
+ALTER TABLE quota.accounts ADD CONSTRAINT p_small CHECK (team <> 'p-chk' OR used <= 5) NOT VALID;
+SELECT split_part(ptry($$SELECT quota.charge_credit('p-chk', 10)$$), ' | ', 1) AS error;
+SELECT team, used FROM quota.usage WHERE team IN ('p-chk', 'p-chk-org') ORDER BY team;
+ALTER TABLE quota.accounts DROP CONSTRAINT p_small;
+SELECT granted, used FROM quota.charge_credit('p-chk', 10);
+
 -- Privileges: the new administrative functions are not executable by PUBLIC; links are readable, never writable.
 SELECT has_function_privilege('public', 'quota.set_parent(text, text, text)', 'execute') AS set_parent_public,
        has_function_privilege('public', 'quota.set_concurrency(text, integer, text)', 'execute') AS set_concurrency_public,

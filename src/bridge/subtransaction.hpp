@@ -17,6 +17,8 @@
 
 #include "bridge/guard.hpp"
 
+#include <initializer_list>
+
 namespace quota::bridge {
 
 struct Subtransaction {
@@ -45,10 +47,36 @@ inline void release_subtransaction(const Subtransaction &outer)
 
 inline void rollback_subtransaction(const Subtransaction &outer)
 {
+    /* In the caller's context: an error of the rollback itself is copied where it outlives the subtransaction. */
+    MemoryContextSwitchTo(outer.context);
     guarded([&outer] {
         RollbackAndReleaseCurrentSubTransaction();
         MemoryContextSwitchTo(outer.context);
         CurrentResourceOwner = outer.owner;
+    });
+}
+
+/*
+ * A copy of a caught PostgreSQL error in the caller's context.  The copy
+ * guarded() made lives in the context that was current inside the
+ * subtransaction (an SPI connection's, say), which rolling it back frees:
+ * take this copy first, roll back, then throw PgError(copy).
+ */
+inline ErrorData *error_outside(const ErrorData *error, const Subtransaction &outer)
+{
+    return guarded_value([error, &outer] {
+        MemoryContext const saved = MemoryContextSwitchTo(outer.context);
+        auto *copy = static_cast<ErrorData *>(palloc(sizeof(ErrorData)));
+        *copy = *error;
+        for (char **field : {&copy->message, &copy->detail, &copy->detail_log, &copy->hint, &copy->context,
+                             &copy->backtrace, &copy->schema_name, &copy->table_name, &copy->column_name,
+                             &copy->datatype_name, &copy->constraint_name, &copy->internalquery}) {
+            if (*field != nullptr)
+                *field = pstrdup(*field);
+        }
+        copy->assoc_context = outer.context;
+        MemoryContextSwitchTo(saved);
+        return copy;
     });
 }
 

@@ -5,6 +5,7 @@
 #include "budget/escrow.hpp"
 #include "budget/locks.hpp"
 #include "budget/settings.hpp"
+#include "budget/tree.hpp"
 
 #include <algorithm>
 #include <vector>
@@ -369,6 +370,9 @@ void adjust_slots(Locked &locked)
         return; /* quota.slots changed by hand: slotted accounts take SQL for every call, no new ones */
     int32 const wanted = wanted_slots(locked, totals(locked));
     if (wanted == static_cast<int32>(locked.slots.size()) || !storage::slots_automatic(locked.key))
+        return;
+    /* A capped account gets none, whichever call found it contended (its reserves count on the whole account). */
+    if (wanted > static_cast<int32>(locked.slots.size()) && (locked.capped || tree::capped(locked.key)))
         return;
     reslot(locked, wanted);
     locked.unpinned = true;

@@ -291,16 +291,36 @@ void peek_chain(const Chain &chain, Least &least, Usage &own)
 enum class Kind { Reserve, Charge };
 enum class Outcome { Granted, Denied, Replayed, Changed };
 
-/* Whether the account already has a hold with this idempotency key (committed, or this transaction's). */
-bool keyed_hold_exists(AccountKey key, const Datum *idempotency_key)
+/*
+ * A keyed retry of a reserve: when the account already has a hold with
+ * this idempotency key (committed, or this transaction's), the reply to the
+ * retry — that reservation, the account as it is now, the least remaining
+ * over the chain — read without locks and without asking the ancestors
+ * again (they held for it when it was made, and may be out of credits by
+ * now).  False when there is none: the call goes along the chain.
+ */
+bool replay(AccountKey key, const Datum *idempotency_key, Grant &out)
 {
     if (idempotency_key == nullptr)
         return false;
     storage::connect();
     storage::Hold earlier;
     bool const found = storage::find_hold(key, *idempotency_key, earlier);
+    int64 const id = earlier.id;
     storage::finish();
-    return found;
+    if (!found)
+        return false;
+    Chain const chain = chain_of(key, links_of(key));
+    Least least;
+    Usage own;
+    peek_chain(chain, least, own);
+    out = Grant{};
+    out.granted = true;
+    out.has_reservation = true;
+    out.reservation = id;
+    out.usage = own;
+    least.into(out);
+    return true;
 }
 
 template <typename Step>
@@ -309,13 +329,9 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
 {
     constexpr int kAttempts = 4;
     TimestampTz const now = GetCurrentTransactionStartTimestamp();
-    /*
-     * A keyed retry of a reserve answers with its first reservation, which
-     * the child's step finds; the ancestors, which held for it already, are
-     * not asked again (they might be out of credits by now).
-     */
-    if (keyed_hold_exists(key, idempotency_key))
-        return step(key, -1, true);
+    Grant replayed;
+    if (replay(key, idempotency_key, replayed))
+        return replayed;
     for (int attempt = 1;; attempt++) {
         Chain const chain = chain_of(key, attempt == 1 ? first : links_of(key));
         locks::SavedTable const saved = locks::save();
@@ -356,6 +372,11 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
                         outcome = Outcome::Replayed;
                 }
             }
+        } catch (const PgError &error) {
+            ErrorData *const kept = bridge::error_outside(error.data(), outer);
+            bridge::rollback_subtransaction(outer);
+            locks::restore(saved);
+            throw PgError(kept);
         } catch (...) {
             bridge::rollback_subtransaction(outer);
             locks::restore(saved);
@@ -374,8 +395,8 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
             changed_during_call(chain.keys[changed_at]);
         }
         /* Denied while a call with the same key held on the chain and committed meanwhile: its retry. */
-        if (outcome == Outcome::Denied && keyed_hold_exists(key, idempotency_key))
-            return step(key, -1, true);
+        if (outcome == Outcome::Denied && replay(key, idempotency_key, replayed))
+            return replayed;
         /* Denied or replayed: the account's reply as it is now, the least remaining over the chain. */
         Least now_least;
         now_least.amount = amount;
@@ -484,9 +505,14 @@ void set_parent(AccountKey key, const Datum *parent)
     if (!storage::links_installed())
         throw Error(ERRCODE_FEATURE_NOT_SUPPORTED, "quota.set_parent() needs quota 1.2",
                     {}, "Run ALTER EXTENSION quota UPDATE.");
-    /* One change of the tree at a time: the cycle and depth checks read it whole. */
-    storage::lock_links();
     ledger::with_account_locked(key, [&] {
+        /*
+         * One change of the tree at a time: the cycle and depth checks read it
+         * whole.  Taken after the account, so that nobody waits for an account
+         * while holding it (a transaction that spent from the account and then
+         * changes its links would otherwise deadlock with another change).
+         */
+        storage::lock_links();
         Links links;
         storage::read_links(key, links);
         links.has_parent = parent != nullptr;
@@ -532,14 +558,19 @@ void set_concurrency(AccountKey key, const int32 *cap)
     if (cap != nullptr && *cap < 0)
         throw Error(ERRCODE_INVALID_PARAMETER_VALUE, format("invalid max_open_holds %d", *cap),
                     "A concurrency cap is a number of open holds, 0 or more (NULL: no cap).");
-    storage::lock_links();
     ledger::with_account_locked(key, [&] {
+        storage::lock_links(); /* after the account, as set_parent() */
         Links links;
         storage::read_links(key, links);
         links.has_cap = cap != nullptr;
         links.cap = cap != nullptr ? *cap : 0;
         storage::write_links(key, links);
     });
+}
+
+bool capped(AccountKey key)
+{
+    return links_of(key).links.has_cap;
 }
 
 void relcache_changed(Oid relation)

@@ -51,6 +51,9 @@ void set_parent(AccountKey key, const Datum *parent);
 /* cap nullptr removes it; 22023 when negative. */
 void set_concurrency(AccountKey key, const int32 *cap);
 
+/* Whether the account has a concurrency cap (the links cache): the ledger gives such accounts no slots. */
+bool capped(AccountKey key);
+
 /* A relcache invalidation (callback registered by _PG_init): forget the cache if it is quota.links'. */
 void relcache_changed(Oid relation);
 

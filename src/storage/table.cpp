@@ -52,10 +52,18 @@ int index_of(const TableSpec &spec)
 
 void forget(Datum, Oid relid)
 {
-    for (Verdict &verdict : verdicts) {
-        if (relid == InvalidOid || relid == verdict.relation)
-            verdict.stale = true;
-    }
+    /*
+     * Any change to one of the tables makes every verdict stale: the one on
+     * quota.accounts also covers quota.slots and quota.holds (whether Citus
+     * manages them).  Such changes are rare (DDL, ANALYZE).
+     */
+    bool ours = relid == InvalidOid;
+    for (Verdict const &verdict : verdicts)
+        ours = ours || relid == verdict.relation;
+    if (!ours)
+        return;
+    for (Verdict &verdict : verdicts)
+        verdict.stale = true;
 }
 
 AttrNumber find_column(TupleDesc desc, const char *name)
