@@ -46,6 +46,21 @@ SELECT quota.set_slots('bigco', 8);
 SELECT granted, used, remaining FROM quota.charge_credit('bigco', 5);
 SELECT slot, used, held, share FROM quota.slots WHERE team = 'bigco' ORDER BY slot;
 
+-- Budgets that nest: an org's monthly credits, a team's share, one user key with at most 2 requests in flight.
+SELECT quota.set_account('globex', 50, period => '1 month');
+SELECT quota.set_account('globex/search', 30);
+SELECT quota.set_account('key_9b1e', 1000, period => '1 day');
+SELECT quota.set_parent('globex/search', 'globex');
+SELECT quota.set_parent('key_9b1e', 'globex/search');
+SELECT quota.set_concurrency('key_9b1e', 2);
+-- Each reserve holds on the key, the team and the org at once; the third is over the cap.
+SELECT granted, reservation, held, remaining, retry_after FROM quota.reserve_credit('key_9b1e', 10, hold_for => '1 minute');
+SELECT granted, reservation, held, remaining, retry_after FROM quota.reserve_credit('key_9b1e', 10, hold_for => '1 minute');
+SELECT granted, reservation, held, remaining, retry_after FROM quota.reserve_credit('key_9b1e', 10, hold_for => '1 minute');
+-- The team's 30 are nearly gone: a charge of 15 is refused by it, and nothing changes anywhere.
+SELECT granted, used, remaining FROM quota.charge_credit('key_9b1e', 15);
+SELECT team, parent, max_open_holds FROM quota.links ORDER BY team;
+
 -- What operators look at.
 SELECT team, resource, credit_limit, used, held, remaining, unlimited, period, resets_at, limited
   FROM quota.usage ORDER BY team, resource;
