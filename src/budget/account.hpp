@@ -138,6 +138,9 @@ bool fits(const Account &account, int64 amount);
 /* The account as a reply reports it. */
 Usage usage_of(const Account &account);
 
+/* A retry_after: whole seconds from `now` until `at`, at least 1 (and at most PG_INT32_MAX). */
+int32 retry_after_seconds(TimestampTz at, TimestampTz now);
+
 /* A reply row: for denials, retry_after counts the seconds until resets_at. */
 Grant grant_of(const Account &account, bool granted, TimestampTz now);
 

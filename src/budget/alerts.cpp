@@ -32,24 +32,6 @@ bool any_own = true;       /* quota.alert_settings has rows (read again after ea
 Oid watched = InvalidOid; /* quota.alert_settings, once read */
 constexpr size_t kMaxCached = 100000;
 
-std::string account_name(storage::AccountKey key)
-{
-    std::string name;
-    for (Datum value : {key.team, key.resource}) {
-        struct Bytes {
-            const char *data;
-            size_t length;
-        };
-        Bytes const bytes = bridge::guarded_value([value] {
-            struct varlena *flat = pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(value)));
-            return Bytes{VARDATA_ANY(flat), VARSIZE_ANY_EXHDR(flat)};
-        });
-        name.append(bytes.data, bytes.length);
-        name.push_back('\0');
-    }
-    return name;
-}
-
 /*
  * After an invalidation (or when full): start again, and see whether any
  * account has thresholds of its own.  Called with the account row locked:
@@ -81,7 +63,7 @@ std::vector<int32> thresholds_of(storage::AccountKey key)
     refresh();
     if (!any_own)
         return settings::default_alerts();
-    std::string name = account_name(key);
+    std::string name = storage::cache_key(key);
     auto found = cache.find(name);
     if (found == cache.end()) {
         Cached entry;
@@ -171,7 +153,7 @@ void remember(storage::AccountKey key, const std::vector<int32> &thresholds)
     entry.own = !thresholds.empty();
     entry.thresholds = thresholds;
     std::sort(entry.thresholds.begin(), entry.thresholds.end());
-    cache[account_name(key)] = std::move(entry);
+    cache[storage::cache_key(key)] = std::move(entry);
 }
 
 void relcache_changed(Oid relation)

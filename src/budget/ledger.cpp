@@ -611,14 +611,6 @@ bool denied_by_snapshot(AccountKey key, const Look &look, int64 amount, const Da
     return true;
 }
 
-/* Whole seconds from `now` until `at`, at least 1 (a retry_after). */
-int32 seconds_until(TimestampTz at, TimestampTz now)
-{
-    int64 const wait = at - now;
-    int64 seconds = (wait + USECS_PER_SEC - 1) / USECS_PER_SEC;
-    return static_cast<int32>(std::clamp<int64>(seconds, 1, PG_INT32_MAX));
-}
-
 /* An ancestor's part of a hold made through parents is settled through its reservation only. */
 void settled_as_whole(const Hold &hold, Settle *settle)
 {
@@ -775,7 +767,7 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
             /* Until the earliest expires; never, when none expires or the cap is 0. */
             Grant capped = reply(locked, false, now);
             capped.has_retry_after = open.has_earliest && cap > 0;
-            capped.retry_after = capped.has_retry_after ? seconds_until(open.earliest, now) : 0;
+            capped.retry_after = capped.has_retry_after ? retry_after_seconds(open.earliest, now) : 0;
             return capped;
         }
     }

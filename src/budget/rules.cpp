@@ -196,20 +196,25 @@ Usage usage_of(const Account &account)
     return usage;
 }
 
+int32 retry_after_seconds(TimestampTz at, TimestampTz now)
+{
+    int64 const wait = at - now;
+    int64 seconds = (wait + USECS_PER_SEC - 1) / USECS_PER_SEC;
+    if (seconds < 1)
+        seconds = 1;
+    if (seconds > PG_INT32_MAX)
+        seconds = PG_INT32_MAX;
+    return static_cast<int32>(seconds);
+}
+
 Grant grant_of(const Account &account, bool granted, TimestampTz now)
 {
     Grant grant;
     grant.granted = granted;
     grant.usage = usage_of(account);
     if (!granted && account.has_period) {
-        int64 const wait = account.resets_at - now;
-        int64 seconds = (wait + USECS_PER_SEC - 1) / USECS_PER_SEC;
-        if (seconds < 1)
-            seconds = 1;
-        if (seconds > PG_INT32_MAX)
-            seconds = PG_INT32_MAX;
         grant.has_retry_after = true;
-        grant.retry_after = static_cast<int32>(seconds);
+        grant.retry_after = retry_after_seconds(account.resets_at, now);
     }
     return grant;
 }

@@ -34,24 +34,6 @@ Oid watched = InvalidOid;  /* quota.links, once read */
 uint64 generation = 0;
 constexpr size_t kMaxCached = 100000;
 
-std::string account_name(AccountKey key)
-{
-    std::string name;
-    for (Datum value : {key.team, key.resource}) {
-        struct Bytes {
-            const char *data;
-            size_t length;
-        };
-        Bytes const bytes = bridge::guarded_value([value] {
-            struct varlena *flat = pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(value)));
-            return Bytes{VARDATA_ANY(flat), VARSIZE_ANY_EXHDR(flat)};
-        });
-        name.append(bytes.data, bytes.length);
-        name.push_back('\0');
-    }
-    return name;
-}
-
 /* Take in pending invalidations; after one (or when full) start again. */
 void refresh()
 {
@@ -80,7 +62,7 @@ Read links_of(AccountKey key)
     read.generation = generation;
     if (!any)
         return read;
-    std::string name = account_name(key);
+    std::string name = storage::cache_key(key);
     auto found = cache.find(name);
     if (found == cache.end()) {
         Links links;
@@ -179,10 +161,8 @@ struct Least {
             return; /* the denier never resets: nothing waits longer */
         grant.usage.has_period = true;
         grant.usage.resets_at = resets_at;
-        int64 const wait = resets_at - now;
-        int64 const seconds = (wait + USECS_PER_SEC - 1) / USECS_PER_SEC;
         grant.has_retry_after = true;
-        grant.retry_after = static_cast<int32>(std::clamp<int64>(seconds, 1, PG_INT32_MAX));
+        grant.retry_after = retry_after_seconds(resets_at, now);
     }
 
     void into(Grant &grant) const

@@ -120,27 +120,20 @@ DirectThresholds read_thresholds_direct(AccountKey key)
 {
     return bridge::guarded_value([&] {
         DirectThresholds found;
-        if (!OidIsValid(table_oid(kAlertSettings)))
-            return found; /* a database not yet at 1.2 */
-        TableLayout layout;
-        Relation rel = open_table(kAlertSettings, AccessShareLock, layout);
-        found.result = DirectThresholds::NotDirect;
-        if (layout.direct) {
-            found.result = DirectThresholds::Missing;
-            TupleTableSlot *tuple = table_slot_create(rel, nullptr);
-            Datum const keys[2] = {key.team, key.resource};
-            Snapshot const snapshot = RegisterSnapshot(GetLatestSnapshot());
-            if (find_row(rel, kAlertSettings, layout, keys, snapshot, tuple)) {
-                slot_getallattrs(tuple);
-                bool isnull = false;
-                Datum const array = slot_column(layout, tuple, 2, &isnull);
-                if (!isnull)
-                    take_thresholds(array, found);
-            }
-            UnregisterSnapshot(snapshot);
-            ExecDropSingleTupleTableSlot(tuple);
-        }
-        table_close(rel, NoLock);
+        Datum const keys[2] = {key.team, key.resource};
+        LatestRow const got = read_row_latest(kAlertSettings, keys, [&found](const TableLayout &layout,
+                                                                             TupleTableSlot *tuple) {
+            bool isnull = false;
+            Datum const array = slot_column(layout, tuple, 2, &isnull);
+            if (!isnull)
+                take_thresholds(array, found);
+        });
+        if (got != LatestRow::Found)
+            found.result = got == LatestRow::NoTable     ? DirectThresholds::NoTable
+                           : got == LatestRow::NotDirect ? DirectThresholds::NotDirect
+                                                         : DirectThresholds::Missing;
+        else if (found.result != DirectThresholds::Found)
+            found.result = DirectThresholds::Missing; /* NULL thresholds: none of its own */
         return found;
     });
 }
@@ -159,20 +152,18 @@ bool read_thresholds(AccountKey key, std::vector<int32> &out)
     }
     /* Not as installed: SQL, where PostgreSQL applies what was added to the table. */
     Datum values[2] = {key.team, key.resource};
-    connect();
-    Snapshot const snapshot = bridge::guarded_value([] { return RegisterSnapshot(GetLatestSnapshot()); });
-    execute(thresholds_sql, values, nullptr, true, snapshot);
-    DirectThresholds const read = bridge::guarded_value([] {
-        DirectThresholds found;
-        found.result = DirectThresholds::Missing;
-        bool isnull = false;
-        Datum const array = SPI_processed > 0 ? column(1, &isnull) : (Datum) 0;
-        if (SPI_processed > 0 && !isnull)
-            take_thresholds(array, found);
-        return found;
+    DirectThresholds read;
+    execute_latest(thresholds_sql, values, [&read] {
+        read = bridge::guarded_value([] {
+            DirectThresholds found;
+            found.result = DirectThresholds::Missing;
+            bool isnull = false;
+            Datum const array = SPI_processed > 0 ? column(1, &isnull) : (Datum) 0;
+            if (SPI_processed > 0 && !isnull)
+                take_thresholds(array, found);
+            return found;
+        });
     });
-    bridge::guarded([snapshot] { UnregisterSnapshot(snapshot); });
-    finish();
     out.assign(read.values, read.values + read.count);
     return read.result == DirectThresholds::Found;
 }
@@ -181,12 +172,8 @@ bool any_thresholds()
 {
     if (!OidIsValid(alert_settings_relid()))
         return false;
-    connect();
-    Snapshot const snapshot = bridge::guarded_value([] { return RegisterSnapshot(GetLatestSnapshot()); });
-    execute(any_thresholds_sql, nullptr, nullptr, true, snapshot);
-    bool const any = SPI_processed > 0;
-    bridge::guarded([snapshot] { UnregisterSnapshot(snapshot); });
-    finish();
+    bool any = false;
+    execute_latest(any_thresholds_sql, nullptr, [&any] { any = SPI_processed > 0; });
     return any;
 }
 

@@ -88,7 +88,7 @@ void take_links(Datum parent, bool parent_null, Datum cap, bool cap_null, Links 
 }
 
 struct DirectLinks {
-    enum { NoTable, NotDirect, Missing, Found } result = NoTable;
+    LatestRow result = LatestRow::NoTable;
     Links links;
 };
 
@@ -97,43 +97,16 @@ DirectLinks read_links_direct(AccountKey key)
 {
     return bridge::guarded_value([&] {
         DirectLinks found;
-        if (!OidIsValid(table_oid(kLinks)))
-            return found;
-        TableLayout layout;
-        Relation rel = open_table(kLinks, AccessShareLock, layout);
-        found.result = DirectLinks::NotDirect;
-        if (layout.direct) {
-            found.result = DirectLinks::Missing;
-            TupleTableSlot *tuple = table_slot_create(rel, nullptr);
-            Datum const keys[2] = {key.team, key.resource};
-            Snapshot const snapshot = RegisterSnapshot(GetLatestSnapshot());
-            if (find_row(rel, kLinks, layout, keys, snapshot, tuple)) {
-                slot_getallattrs(tuple);
-                bool parent_null = false;
-                bool cap_null = false;
-                Datum const parent = slot_column(layout, tuple, 2, &parent_null);
-                Datum const cap = slot_column(layout, tuple, 3, &cap_null);
-                take_links(parent, parent_null, cap, cap_null, found.links);
-                found.result = DirectLinks::Found;
-            }
-            UnregisterSnapshot(snapshot);
-            ExecDropSingleTupleTableSlot(tuple);
-        }
-        table_close(rel, NoLock);
+        Datum const keys[2] = {key.team, key.resource};
+        found.result = read_row_latest(kLinks, keys, [&found](const TableLayout &layout, TupleTableSlot *tuple) {
+            bool parent_null = false;
+            bool cap_null = false;
+            Datum const parent = slot_column(layout, tuple, 2, &parent_null);
+            Datum const cap = slot_column(layout, tuple, 3, &cap_null);
+            take_links(parent, parent_null, cap, cap_null, found.links);
+        });
         return found;
     });
-}
-
-/* A read under the latest snapshot, in an SPI connection of its own. */
-template <typename Fn>
-void latest(Statement &statement, Datum *values, Fn &&then)
-{
-    connect();
-    Snapshot const snapshot = bridge::guarded_value([] { return RegisterSnapshot(GetLatestSnapshot()); });
-    execute(statement, values, nullptr, true, snapshot);
-    then();
-    bridge::guarded([snapshot] { UnregisterSnapshot(snapshot); });
-    finish();
 }
 
 } // namespace
@@ -157,16 +130,16 @@ bool read_links(AccountKey key, Links &out)
 {
     out = Links{};
     DirectLinks const direct = read_links_direct(key);
-    if (direct.result == DirectLinks::NoTable)
+    if (direct.result == LatestRow::NoTable)
         return false;
-    if (direct.result != DirectLinks::NotDirect) {
+    if (direct.result != LatestRow::NotDirect) {
         out = direct.links;
-        return direct.result == DirectLinks::Found;
+        return direct.result == LatestRow::Found;
     }
     /* Not as installed: SQL, where PostgreSQL applies what was added to the table. */
     Datum values[2] = {key.team, key.resource};
     bool found = false;
-    latest(links_sql, values, [&] {
+    execute_latest(links_sql, values, [&] {
         found = SPI_processed > 0;
         if (found)
             bridge::guarded([&] {
@@ -185,7 +158,7 @@ bool any_links()
     if (!links_installed())
         return false;
     bool any = false;
-    latest(any_links_sql, nullptr, [&] { any = SPI_processed > 0; });
+    execute_latest(any_links_sql, nullptr, [&] { any = SPI_processed > 0; });
     return any;
 }
 
@@ -209,7 +182,7 @@ TreeShape tree_shape(AccountKey key, Datum parent)
 {
     Datum values[3] = {key.team, key.resource, parent};
     TreeShape shape;
-    latest(tree_shape_sql, values, [&] {
+    execute_latest(tree_shape_sql, values, [&] {
         bool isnull = false;
         shape.above = DatumGetInt32(column(1, &isnull));
         shape.cycle = DatumGetBool(column(2, &isnull));

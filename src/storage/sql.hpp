@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include "bridge/guard.hpp"
 #include "pg.hpp"
 
 /* Operators are schema-qualified too. */
@@ -47,6 +48,26 @@ Datum column(int number, bool *isnull);
 
 /* Column `number` of result row `row`. */
 Datum column_of(uint64 row, int number, bool *isnull);
+
+void connect();
+void finish();
+
+/*
+ * Run a read-only statement under the latest snapshot (what committed
+ * before now, as a cache miss after an invalidation needs), in an SPI
+ * connection of its own, and hand the rows to `then()` before the
+ * connection ends.
+ */
+template <typename Then>
+void execute_latest(Statement &statement, Datum *values, Then &&then)
+{
+    connect();
+    Snapshot const snapshot = bridge::guarded_value([] { return RegisterSnapshot(GetLatestSnapshot()); });
+    execute(statement, values, nullptr, true, snapshot);
+    then();
+    bridge::guarded([snapshot] { UnregisterSnapshot(snapshot); });
+    finish();
+}
 
 struct ExpiredHolds;
 /* The result of an expiry statement: (credits, count, next expiry). */

@@ -622,6 +622,24 @@ const char *shown_name(Datum value)
 
 } // namespace
 
+std::string cache_key(AccountKey key)
+{
+    std::string name;
+    for (Datum value : {key.team, key.resource}) {
+        struct Bytes {
+            const char *data;
+            size_t length;
+        };
+        Bytes const bytes = bridge::guarded_value([value] {
+            struct varlena *flat = pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(value)));
+            return Bytes{VARDATA_ANY(flat), VARSIZE_ANY_EXHDR(flat)};
+        });
+        name.append(bytes.data, bytes.length);
+        name.push_back('\0');
+    }
+    return name;
+}
+
 const char *team_name(AccountKey key)
 {
     return shown_name(key.team);

@@ -24,6 +24,7 @@
 
 #include "budget/account.hpp"
 
+#include <string>
 #include <vector>
 
 namespace quota::storage {
@@ -380,6 +381,9 @@ bool schema_has_slots();
 
 /* The role that owns the extension's tables (cached per backend). */
 Oid tables_owner();
+
+/* An account key as one string (team, NUL, resource, NUL), for per-backend caches keyed by account. */
+std::string cache_key(AccountKey key);
 
 /* An account key's names, for messages. */
 const char *team_name(AccountKey key);

@@ -120,4 +120,39 @@ inline Datum slot_column(const TableLayout &layout, TupleTableSlot *slot, int i,
 void rewrite_row(Relation rel, const TableLayout &layout, const ItemPointerData &row, int first, int count,
                  const Datum *values, const bool *isnull);
 
+/* What read_row_latest() found. */
+enum class LatestRow { NoTable, NotDirect, Missing, Found };
+
+/*
+ * The row with primary key `keys` of a table that is only read directly
+ * (spec.read_only), under the latest snapshot, as a cache miss after an
+ * invalidation needs it: no SQL, no executor.  `row(layout, slot)` reads
+ * its columns when it is Found (calling only PostgreSQL).  NoTable: a
+ * database not yet updated has no such table; NotDirect: not as installed,
+ * read it with SQL.  Call inside guarded().
+ */
+template <typename Row>
+LatestRow read_row_latest(const TableSpec &spec, const Datum *keys, Row &&row)
+{
+    if (!OidIsValid(table_oid(spec)))
+        return LatestRow::NoTable;
+    TableLayout layout;
+    Relation rel = open_table(spec, AccessShareLock, layout);
+    LatestRow result = LatestRow::NotDirect;
+    if (layout.direct) {
+        TupleTableSlot *tuple = table_slot_create(rel, nullptr);
+        Snapshot const snapshot = RegisterSnapshot(GetLatestSnapshot());
+        result = LatestRow::Missing;
+        if (find_row(rel, spec, layout, keys, snapshot, tuple)) {
+            slot_getallattrs(tuple);
+            row(layout, tuple);
+            result = LatestRow::Found;
+        }
+        UnregisterSnapshot(snapshot);
+        ExecDropSingleTupleTableSlot(tuple);
+    }
+    table_close(rel, NoLock);
+    return result;
+}
+
 } // namespace quota::storage
