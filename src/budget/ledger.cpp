@@ -379,13 +379,15 @@ void adjust_slots(Locked &locked)
 }
 
 /*
- * Write the locked account back: automatic slotting applied, the shares
- * dealt, the slots and the row that changed written.  Returns the whole
- * account (totals()).
+ * Write the locked account back: automatic slotting applied (not for a
+ * denial, which changes nothing an application can see, its slot count
+ * included), the shares dealt, the slots and the row that changed written.
+ * Returns the whole account (totals()).
  */
-Account store(Locked &locked)
+Account store(Locked &locked, bool reslot = true)
 {
-    adjust_slots(locked);
+    if (reslot)
+        adjust_slots(locked);
     Account const sum = write_back(locked);
     if (locked.dirty)
         storage::update_account(locked.row, locked.account);
@@ -398,7 +400,7 @@ Account store(Locked &locked)
 
 Grant reply(Locked &locked, bool granted, TimestampTz now)
 {
-    Grant grant = grant_of(store(locked), granted, now);
+    Grant grant = grant_of(store(locked, granted), granted, now);
     storage::finish();
     return grant;
 }
