@@ -332,3 +332,132 @@ REVOKE ALL ON quota.links FROM PUBLIC;
 GRANT SELECT ON quota.links TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION quota.set_parent(text, text, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION quota.set_concurrency(text, integer, text) FROM PUBLIC;
+
+--------------------------------------------------------------------------
+-- Scale-out on Citus: quota.distribute(), run once on the coordinator.
+--
+-- Every table keyed by team is distributed by team, co-located with
+-- quota.accounts, so that one team's accounts, holds, slots, links, alert
+-- settings, events and history are on one shard and every call is a
+-- single-shard transaction.  Unique keys must contain the distribution
+-- column: holds and events get (id, team) as their primary key (ids stay
+-- unique: their sequences are Citus's distributed sequences).  The purge
+-- watermark is a reference table.  The team-keyed functions are delegated
+-- to the worker that holds the team (Citus runs a delegated call there
+-- when it is a statement of its own, outside an explicit transaction).
+-- Nothing is half done: any error rolls the whole function back.
+--------------------------------------------------------------------------
+--------------------------------------------------------------------------
+-- quota.usage on a distributed quota: Citus runs the view's query on each
+-- shard, where an account row has its shard table's row type, so
+-- _account_state also takes any row (it reads the columns by name and
+-- checks their types, as for quota.accounts).
+--------------------------------------------------------------------------
+CREATE FUNCTION quota._account_state(
+    account record,
+    expired_held bigint,
+    slots_window timestamptz,
+    slots_used bigint,
+    slots_held bigint,
+    OUT credit_limit bigint,
+    OUT used bigint,
+    OUT held bigint,
+    OUT remaining bigint,
+    OUT window_start timestamptz,
+    OUT resets_at timestamptz,
+    OUT limited boolean)
+RETURNS record
+AS 'MODULE_PATHNAME', 'quota_account_state'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION quota._account_state(record, bigint, timestamptz, bigint, bigint)
+    IS 'internal: one row of quota.usage, from a Citus shard''s row';
+
+-- A node's ids on a distributed quota: the node's Citus group in the top
+-- bits, so that ids drawn from each node's own sequence never meet, also
+-- when a shard moves to another node (the coordinator is group 0: its ids
+-- are the sequence's).
+CREATE FUNCTION quota._cluster_id(local_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF local_id OPERATOR(pg_catalog.>=) 281474976710656 THEN
+        RAISE EXCEPTION 'quota ids on this node are used up' USING ERRCODE = '2200H';
+    END IF;
+    RETURN (SELECT CAST(g.groupid AS pg_catalog.int8) FROM pg_catalog.pg_dist_local_group g)
+           OPERATOR(pg_catalog.<<) 48 OPERATOR(pg_catalog.|) local_id;
+END
+$$;
+
+COMMENT ON FUNCTION quota._cluster_id(bigint) IS 'internal: an id unique over a Citus cluster (quota.distribute())';
+REVOKE EXECUTE ON FUNCTION quota._cluster_id(bigint) FROM PUBLIC;
+
+CREATE FUNCTION quota.distribute()
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tbl text;
+    fn text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
+        RAISE EXCEPTION 'quota.distribute() needs the citus extension'
+            USING ERRCODE = '55000',
+                  HINT = 'Run CREATE EXTENSION citus on the coordinator and every worker, add the workers, then call it.';
+    END IF;
+    IF NOT pg_catalog.citus_is_coordinator() THEN
+        RAISE EXCEPTION 'quota.distribute() must run on the Citus coordinator'
+            USING ERRCODE = '55000',
+                  HINT = 'This node is a worker; connect to the coordinator.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p
+                WHERE p.logicalrelid OPERATOR(pg_catalog.=) CAST('quota.accounts' AS pg_catalog.regclass)) THEN
+        RAISE EXCEPTION 'quota is distributed already'
+            USING ERRCODE = '55000';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p
+                 JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.logicalrelid
+                WHERE c.relnamespace OPERATOR(pg_catalog.=) CAST('quota' AS pg_catalog.regnamespace)) THEN
+        RAISE EXCEPTION 'some of quota''s tables are distributed by hand'
+            USING ERRCODE = '55000',
+                  HINT = 'Undistribute them (undistribute_table) and let quota.distribute() distribute them all.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM quota.links l WHERE l.parent IS NOT NULL) THEN
+        RAISE EXCEPTION 'quota cannot be distributed while accounts have parents'
+            USING ERRCODE = '0A000',
+                  DETAIL = 'A parent budget spans several teams, and on Citus every quota call stays on one team''s shard.',
+                  HINT = 'Detach them with quota.set_parent(team, NULL, resource) first.';
+    END IF;
+
+    -- Unique keys with the distribution column.
+    ALTER TABLE quota.holds DROP CONSTRAINT holds_pkey;
+    ALTER TABLE quota.holds ADD CONSTRAINT holds_pkey PRIMARY KEY (id, team);
+    ALTER TABLE quota.events DROP CONSTRAINT events_pkey;
+    ALTER TABLE quota.events ADD CONSTRAINT events_pkey PRIMARY KEY (id, team);
+
+    -- The statement triggers that tell backends of a change go to the shards too.
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    PERFORM pg_catalog.set_config('client_min_messages', 'warning', true);
+    PERFORM pg_catalog.create_distributed_table('quota.accounts', 'team', colocate_with => 'none');
+    FOREACH tbl IN ARRAY ARRAY['holds', 'slots', 'links', 'alert_settings', 'events', 'history'] LOOP
+        PERFORM pg_catalog.create_distributed_table(CAST('quota.' OPERATOR(pg_catalog.||) tbl AS pg_catalog.regclass),
+                                                'team', colocate_with => 'quota.accounts');
+    END LOOP;
+    PERFORM pg_catalog.create_reference_table('quota.history_purged');
+
+    -- Calls keyed by team run on the worker that holds it.
+    FOREACH fn IN ARRAY ARRAY[
+        'quota.charge_credit(text, bigint, text, boolean)',
+        'quota.reserve_credit(text, bigint, text, interval, text)',
+        'quota.is_team_limited(text, text)'] LOOP
+        PERFORM pg_catalog.create_distributed_function(CAST(fn AS pg_catalog.regprocedure), '$1', colocate_with => 'quota.accounts');
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION quota.distribute()
+    IS 'on a Citus coordinator: distribute every quota table by team (co-located) and delegate the calls keyed by team';
+REVOKE EXECUTE ON FUNCTION quota.distribute() FROM PUBLIC;

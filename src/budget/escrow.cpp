@@ -402,7 +402,7 @@ bool commit(const Hold &seen, const int64 *amount, TimestampTz now, Turn &turn, 
         return false;
     turn.slot = seen.slot;
     if (hold.state == HoldState::Expired)
-        ledger::late_commit_may_go(hold.id); /* never wait for a purge with the slot locked */
+        ledger::late_commit_may_go(hold.key, hold.id); /* never wait for a purge with the slot locked */
     if (hold.state != HoldState::Committed) {
         Slot &slot = row.slot;
         if (hold.state == HoldState::Open) {
@@ -413,7 +413,7 @@ bool commit(const Hold &seen, const int64 *amount, TimestampTz now, Turn &turn, 
         /* Actual consumption is recorded even past the hold, and even after it expired. */
         slot.used = checked_add(slot.used, settled);
         take_share(slot, settled);
-        storage::settle_hold(hold.id, HoldState::Committed, now, &settled);
+        storage::settle_hold(hold.key, hold.id, HoldState::Committed, now, &settled);
         storage::write_slot(row);
     }
     grant = granted_reply(key, account, where, row.slot, now);
@@ -443,7 +443,7 @@ bool release(const Hold &seen, TimestampTz now, Turn &turn, bool &released)
             slot.share = checked_add(slot.share, hold.amount);
         /* Past its time it expires instead, and the call reports it was not released by it. */
         bool const expired = past_expiry(hold, now);
-        storage::settle_hold(hold.id, expired ? HoldState::Expired : HoldState::Released, now, nullptr);
+        storage::settle_hold(hold.key, hold.id, expired ? HoldState::Expired : HoldState::Released, now, nullptr);
         storage::write_slot(row);
         released = !expired;
     }

@@ -66,9 +66,9 @@ TimestampTz transaction_now()
 
 } // namespace
 
-void late_commit_may_go(int64 reservation)
+void late_commit_may_go(AccountKey key, int64 reservation)
 {
-    if (storage::try_lock_hold(reservation))
+    if (storage::try_lock_hold(key, reservation))
         return;
     Hold gone;
     if (!storage::read_hold(reservation, gone))
@@ -237,7 +237,7 @@ bool settle_locked(int64 reservation, Hold &hold, const From &from, HoldState to
         unknown_reservation(reservation);
     if (!from(hold.state))
         return false;
-    storage::settle_hold(hold.id, to, now, committed);
+    storage::settle_hold(hold.key, hold.id, to, now, committed);
     return true;
 }
 
@@ -390,7 +390,7 @@ Account store(Locked &locked, bool reslot = true)
         adjust_slots(locked);
     Account const sum = write_back(locked);
     if (locked.dirty)
-        storage::update_account(locked.row, locked.account);
+        storage::update_account(locked.key, locked.row, locked.account);
     if (locked.unpinned)
         storage::pin_slots(locked.key, false); /* after the row's direct update (see slots_automatic) */
     if (locked.alerting)
@@ -664,6 +664,11 @@ void set_account(AccountKey key, int64 credit_limit, const Period *period, const
 
 void set_slots(AccountKey key, const int32 *count)
 {
+    if (storage::distributed())
+        throw Error(ERRCODE_FEATURE_NOT_SUPPORTED, "slots are not available on a distributed quota",
+                    "On Citus an account's calls are spread over its team's shard only; hot accounts take turns "
+                    "on their row.",
+                    {});
     TimestampTz const now = transaction_now();
     storage::begin_call(storage::Intent::Write);
     storage::connect();
@@ -673,7 +678,7 @@ void set_slots(AccountKey key, const int32 *count)
     if (count != nullptr)
         reslot(locked, *count);
     write_back(locked); /* deals the shares, writes the slots */
-    storage::update_account(locked.row, locked.account);
+    storage::update_account(locked.key, locked.row, locked.account);
     /* After the row's update: a count given pins it, NULL gives it back to automatic slotting. */
     storage::pin_slots(key, count != nullptr);
     storage::finish();
@@ -690,7 +695,7 @@ void set_alerts(AccountKey key, const std::vector<int32> &thresholds)
     storage::write_thresholds(key, thresholds);
     alerts::remember(key, thresholds); /* this backend at once; the others when the change commits (the trigger) */
     write_back(locked);   /* the slots' shares stop short of the new next threshold */
-    storage::update_account(locked.row, locked.account);
+    storage::update_account(locked.key, locked.row, locked.account);
     storage::finish();
 }
 
@@ -819,7 +824,7 @@ Grant commit(int64 reservation, const int64 *amount, Settle *settle)
 
     Locked locked = lock_hold_account(hold, reservation, now, turn);
     if (hold.state == HoldState::Expired)
-        late_commit_may_go(reservation); /* never wait for a purge with the account locked */
+        late_commit_may_go(hold.key, reservation); /* never wait for a purge with the account locked */
     watch_alerts(locked); /* a commit past its hold, or of an expired one, may cross a threshold */
     if (settle_locked(reservation, hold, open_or_expired, HoldState::Committed, now, &settled)) {
         Target const target = hold_target(locked, hold);
@@ -963,7 +968,7 @@ void with_account_locked(AccountKey key, const std::function<void()> &change)
         unknown_account(key);
     change();
     write_back(locked); /* what take() did (rollover, expiry) is stored, as by set_alerts() */
-    storage::update_account(locked.row, locked.account);
+    storage::update_account(locked.key, locked.row, locked.account);
     storage::finish();
 }
 
@@ -1004,7 +1009,7 @@ int64 expire_holds()
             continue;
         released += locked.expired;
         if (locked.dirty)
-            storage::update_account(locked.row, locked.account);
+            storage::update_account(locked.key, locked.row, locked.account);
     }
     /* The slots' holds: each slot locked (SKIP LOCKED) on its own; their credits go back to its share. */
     for (storage::LockedSlot &found : storage::lock_slots_with_expired_holds(now)) {

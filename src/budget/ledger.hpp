@@ -74,7 +74,7 @@ Grant commit(int64 reservation, const int64 *amount, Settle *settle = nullptr);
  * is under way (retry), instead of waiting for the purge with the account
  * locked.
  */
-void late_commit_may_go(int64 reservation);
+void late_commit_may_go(AccountKey key, int64 reservation);
 bool release(int64 reservation, Settle *settle = nullptr);
 /* `capped`: the account has a concurrency cap (tree.hpp): decided on the whole account, never given slots. */
 Grant charge(AccountKey key, int64 amount, bool allow_overdraft, bool capped = false);

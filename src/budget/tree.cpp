@@ -485,6 +485,10 @@ void set_parent(AccountKey key, const Datum *parent)
     if (!storage::links_installed())
         throw Error(ERRCODE_FEATURE_NOT_SUPPORTED, "quota.set_parent() needs quota 1.2",
                     {}, "Run ALTER EXTENSION quota UPDATE.");
+    if (parent != nullptr && storage::distributed())
+        throw Error(ERRCODE_FEATURE_NOT_SUPPORTED, "parent budgets are not available on a distributed quota",
+                    "A parent budget spans several teams, and on Citus every quota call stays on one team's shard.",
+                    {});
     ledger::with_account_locked(key, [&] {
         /*
          * One change of the tree at a time: the cycle and depth checks read it

@@ -345,7 +345,18 @@ Datum quota_alert_settings_changed(PG_FUNCTION_ARGS)
     if (!CALLED_AS_TRIGGER(fcinfo))
         ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
                         errmsg("quota._alert_settings_changed() must be called as a trigger")));
-    CacheInvalidateRelcache(reinterpret_cast<TriggerData *>(fcinfo->context)->tg_relation);
+    Relation const changed = reinterpret_cast<TriggerData *>(fcinfo->context)->tg_relation;
+    CacheInvalidateRelcache(changed);
+    /* A Citus shard of quota.links or quota.alert_settings: the backends' caches follow the table itself. */
+    char const *name = RelationGetRelationName(changed);
+    for (char const *table : {"links", "alert_settings"}) {
+        size_t const length = strlen(table);
+        if (strncmp(name, table, length) == 0 && name[length] == '_') {
+            Oid const relation = get_relname_relid(table, RelationGetNamespace(changed));
+            if (OidIsValid(relation))
+                CacheInvalidateRelcacheByRelid(relation);
+        }
+    }
     return PointerGetDatum(nullptr);
 }
 

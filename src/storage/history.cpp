@@ -47,13 +47,19 @@ Statement delete_thresholds_sql = {
     {TEXTOID, TEXTOID}};
 
 /* Once per (team, resource, window_start, threshold): a unique key, not a check-then-insert. */
-#define INSERT_EVENT(then)                                                                                       \
+#define INSERT_EVENT_WITH(id_column, id_value, then)                                                             \
     "WITH e AS ("                                                                                                \
-    " INSERT INTO quota.events (team, resource, window_start, resets_at, threshold, used, held, credit_limit,"   \
-    "  created_at)"                                                                                              \
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"                                                               \
+    " INSERT INTO quota.events (" id_column "team, resource, window_start, resets_at, threshold, used, held,"    \
+    "  credit_limit, created_at)"                                                                                \
+    " VALUES (" id_value "$1, $2, $3, $4, $5, $6, $7, $8, $9)"                                                   \
     " ON CONFLICT (team, resource, window_start, threshold) DO NOTHING"                                          \
     " RETURNING *) " then
+#define INSERT_EVENT(then) INSERT_EVENT_WITH("", "", then)
+/* On Citus: the id drawn where the statement runs, with that node's group (quota._cluster_id). */
+#define INSERT_EVENT_CITUS(then)                                                                                 \
+    INSERT_EVENT_WITH("id, ",                                                                                    \
+                      "quota._cluster_id(pg_catalog.nextval(CAST('quota.events_id_seq' AS pg_catalog.regclass))), ", \
+                      then)
 #define EVENT_TYPES {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID}
 
 Statement insert_event_sql = {
@@ -62,6 +68,12 @@ Statement insert_event_sql = {
 
 /* quota.notify_events off: stored only. */
 Statement store_event_sql = {INSERT_EVENT("SELECT FROM e"), nullptr, 9, EVENT_TYPES};
+
+Statement insert_event_citus_sql = {
+    INSERT_EVENT_CITUS(
+        "SELECT pg_catalog.pg_notify('quota_events', CAST(pg_catalog.row_to_json(e) AS pg_catalog.text)) FROM e"),
+    nullptr, 9, EVENT_TYPES};
+Statement store_event_citus_sql = {INSERT_EVENT_CITUS("SELECT FROM e"), nullptr, 9, EVENT_TYPES};
 
 /* Whether quota.<name> exists (a database not yet at 1.2 has none of these tables). */
 bool has_table(const char *name)
@@ -182,6 +194,7 @@ void write_thresholds(AccountKey key, const std::vector<int32> &thresholds)
     if (thresholds.empty()) {
         Datum values[2] = {key.team, key.resource};
         execute(delete_thresholds_sql, values, nullptr, false);
+        announce_change("alert_settings");
         return;
     }
     Datum const array = bridge::guarded_value([&] {
@@ -193,6 +206,7 @@ void write_thresholds(AccountKey key, const std::vector<int32> &thresholds)
     });
     Datum values[3] = {key.team, key.resource, array};
     execute(write_thresholds_sql, values, nullptr, false);
+    announce_change("alert_settings");
 }
 
 Oid alert_settings_relid()
@@ -218,7 +232,10 @@ bool insert_event(AccountKey key, const Event &event, bool notify)
                        TimestampTzGetDatum(event.created_at)};
     char nulls[9] = {' ', ' ', ' ', event.has_resets_at ? ' ' : 'n', ' ', ' ', ' ', ' ', ' '};
     connect();
-    execute(notify ? insert_event_sql : store_event_sql, values, nulls, false);
+    if (distributed())
+        execute(notify ? insert_event_citus_sql : store_event_citus_sql, values, nulls, false);
+    else
+        execute(notify ? insert_event_sql : store_event_sql, values, nulls, false);
     bool const raised = SPI_processed > 0;
     finish();
     return raised;

@@ -167,6 +167,7 @@ void write_links(AccountKey key, const Links &links)
     if (!links.any()) {
         Datum values[2] = {key.team, key.resource};
         execute(delete_links_sql, values, nullptr, false);
+        announce_change("links");
         return;
     }
     Datum const parent = links.has_parent ? bridge::guarded_value([&] {
@@ -176,6 +177,7 @@ void write_links(AccountKey key, const Links &links)
     Datum values[4] = {key.team, key.resource, parent, Int32GetDatum(links.cap)};
     char nulls[4] = {' ', ' ', links.has_parent ? ' ' : 'n', links.has_cap ? ' ' : 'n'};
     execute(write_links_sql, values, nulls, false);
+    announce_change("links");
 }
 
 TreeShape tree_shape(AccountKey key, Datum parent)

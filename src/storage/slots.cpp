@@ -198,7 +198,8 @@ ExpiredHolds expire_slot_holds(AccountKey key, int32 slot, TimestampTz now)
 std::vector<LockedSlot> lock_slots_with_expired_holds(TimestampTz now)
 {
     std::vector<LockedSlot> found;
-    if (!schema_has_slots())
+    /* On Citus no account has slots (set_slots() refuses, automatic slotting needs the direct path). */
+    if (!schema_has_slots() || distributed())
         return found;
     Datum values[1] = {TimestampTzGetDatum(now)};
     execute(lock_expired_slots_sql, values, nullptr, false);

@@ -35,6 +35,7 @@ struct Statement {
     Oid types[kMaxArgs];
     SPIPlanPtr plan = nullptr;
     bool prepared_for_1_0 = false;
+    bool prepared_on_citus = false; /* a plan for each run's values (storage::citus_mode()) */
 };
 
 /*

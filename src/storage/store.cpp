@@ -6,6 +6,7 @@
 #include "storage/columns.hpp"
 #include "storage/direct.hpp"
 #include "storage/sql.hpp"
+#include "storage/table.hpp"
 #include "storage/schema.hpp"
 
 #include "bridge/error.hpp"
@@ -97,6 +98,13 @@ Statement update_account_sql = {
     " resets_at = $7, used = $8, held = $9, next_expiry = $10 WHERE ctid" EQ "$1",
     11, {TIDOID, ACCOUNT_TYPES}};
 
+/* On Citus (citus_mode()): the same by the account's key, which Citus sends to the team's shard. */
+Statement update_account_citus_sql = {
+    "UPDATE ONLY quota.accounts a SET credit_limit = $3, unlimited = $4, period = $5, anchor = $6, window_start = $7,"
+    " resets_at = $8, used = $9, held = $10, next_expiry = $11, slots = $12"
+    " WHERE a.team" EQ "$1 AND a.resource" EQ "$2",
+    nullptr, 12, {TEXTOID, TEXTOID, ACCOUNT_TYPES}};
+
 /* The holds of the account row itself (slot NULL); a slotted account's slots expire theirs in slots.cpp. */
 #define EXPIRE_HOLDS_SQL(own)                                                                           \
     "WITH gone AS ("                                                                                    \
@@ -136,8 +144,18 @@ Statement insert_hold_origin_sql = {
     " $1, $2, $3, 'open', $4, $5, $6, $7, $8) RETURNING id",
     nullptr, 9, {TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID}};
 
+/* On Citus: the id drawn where the statement runs, with that node's group (quota._cluster_id). */
+Statement insert_hold_citus_sql = {
+    "INSERT INTO quota.holds (id, team, resource, amount, state, idempotency_key, created_at, expires_at, slot, origin)"
+    " VALUES (COALESCE($9, quota._cluster_id(pg_catalog.nextval(CAST('quota.holds_id_seq' AS pg_catalog.regclass)))),"
+    " $1, $2, $3, 'open', $4, $5, $6, $7, $8) RETURNING id",
+    nullptr, 9, {TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID}};
+
 Statement next_hold_id_sql = {
     "SELECT pg_catalog.nextval(CAST('quota.holds_id_seq' AS pg_catalog.regclass))", nullptr, 0, {}};
+
+Statement next_hold_id_citus_sql = {
+    "SELECT quota._cluster_id(pg_catalog.nextval(CAST('quota.holds_id_seq' AS pg_catalog.regclass)))", nullptr, 0, {}};
 
 Statement read_hold_origin_sql = {
     "SELECT " HOLD_COLUMNS ", " INT8("h.origin") " FROM ONLY quota.holds h WHERE h.id" EQ "$1", nullptr, 1, {INT8OID}};
@@ -146,9 +164,18 @@ Statement settle_hold_sql = {
     "UPDATE ONLY quota.holds SET state = $2, settled_at = $3, committed = $4 WHERE id" EQ "$1",
     nullptr, 4, {INT8OID, TEXTOID, TIMESTAMPTZOID, INT8OID}};
 
+/* On Citus: with the team, so that Citus sends it to one shard. */
+Statement settle_hold_citus_sql = {
+    "UPDATE ONLY quota.holds h SET state = $2, settled_at = $3, committed = $4 WHERE h.id" EQ "$1 AND h.team" EQ "$5",
+    nullptr, 5, {INT8OID, TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID}};
+
 /* Lock a hold row unless another transaction holds it (none but purge_holds() can, once its account is locked). */
 Statement try_lock_hold_sql = {
     "SELECT h.id FROM ONLY quota.holds h WHERE h.id" EQ "$1 FOR UPDATE SKIP LOCKED", nullptr, 1, {INT8OID}};
+
+Statement try_lock_hold_citus_sql = {
+    "SELECT h.id FROM ONLY quota.holds h WHERE h.id" EQ "$1 AND h.team" EQ "$2 FOR UPDATE SKIP LOCKED", nullptr, 2,
+    {INT8OID, TEXTOID}};
 
 /* The same, only while the hold is still as the caller read it (state and slot); no row: it changed. */
 Statement settle_unchanged_hold_sql = {
@@ -158,10 +185,28 @@ Statement settle_unchanged_hold_sql = {
     " AND h.state" EQ "$5",
     6, {INT8OID, TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID, INT4OID}};
 
+Statement settle_unchanged_hold_citus_sql = {
+    "UPDATE ONLY quota.holds h SET state = $2, settled_at = $3, committed = $4 WHERE h.id" EQ "$1"
+    " AND h.team" EQ "$7 AND h.state" EQ "$5 AND (h.slot" EQ "$6 OR (h.slot IS NULL AND $6 IS NULL))",
+    nullptr, 7, {INT8OID, TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID, INT4OID, TEXTOID}};
+
 Statement lock_expired_sql = {
     "SELECT " TEXT("a.team") ", " TEXT("a.resource") " FROM ONLY quota.accounts a WHERE a.next_expiry" LE "$1"
     " FOR UPDATE SKIP LOCKED",
     nullptr, 1, {TIMESTAMPTZOID}};
+
+/*
+ * On Citus the accounts are only listed (a lock over many shards is not
+ * possible); the caller locks each one, never waiting.
+ */
+Statement list_expired_citus_sql = {
+    "SELECT " TEXT("a.team") ", " TEXT("a.resource") " FROM ONLY quota.accounts a WHERE a.next_expiry" LE "$1",
+    nullptr, 1, {TIMESTAMPTZOID}};
+
+bool citus()
+{
+    return bridge::guarded_value([] { return citus_mode(); });
+}
 
 bool text_equals(Datum value, const char *literal)
 {
@@ -243,10 +288,15 @@ bool has_origin_column()
  */
 namespace {
 
-SPIPlanPtr prepare(const char *sql, const Statement &statement)
+/*
+ * One plan for every run; on Citus a plan for each run's values instead
+ * (Citus finds the shard, or plans a statement over several shards, only
+ * from the values).
+ */
+SPIPlanPtr prepare(const char *sql, const Statement &statement, bool on_citus)
 {
     SPIPlanPtr plan = SPI_prepare_cursor(sql, statement.nargs, const_cast<Oid *>(statement.types),
-                                         CURSOR_OPT_GENERIC_PLAN);
+                                         on_citus ? CURSOR_OPT_CUSTOM_PLAN : CURSOR_OPT_GENERIC_PLAN);
     if (plan == nullptr)
         elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
     if (SPI_keepplan(plan) != 0)
@@ -269,13 +319,15 @@ void execute(Statement &statement, Datum *values, const char *nulls, bool read_o
 {
     bool const for_1_0 = statement.sql_1_0 != nullptr && !schema_has_slots();
     bridge::guarded([&] {
-        if (statement.plan != nullptr && statement.prepared_for_1_0 != for_1_0) {
-            (void) SPI_freeplan(statement.plan); /* ALTER EXTENSION quota UPDATE ran since */
+        bool const on_citus = citus_mode();
+        if (statement.plan != nullptr && (statement.prepared_for_1_0 != for_1_0 || statement.prepared_on_citus != on_citus)) {
+            (void) SPI_freeplan(statement.plan); /* ALTER EXTENSION quota UPDATE, or quota.distribute(), ran since */
             statement.plan = nullptr;
         }
         if (statement.plan == nullptr) {
-            statement.plan = prepare(for_1_0 ? statement.sql_1_0 : statement.sql, statement);
+            statement.plan = prepare(for_1_0 ? statement.sql_1_0 : statement.sql, statement, on_citus);
             statement.prepared_for_1_0 = for_1_0;
+            statement.prepared_on_citus = on_citus;
         }
         int const rc = snapshot != nullptr ? SPI_execute_snapshot(statement.plan, values, nulls, snapshot,
                                                                   InvalidSnapshot, read_only, false, 0)
@@ -422,10 +474,19 @@ bool insert_account(AccountKey key, const Account &account)
     return SPI_processed == 1;
 }
 
-void update_account(const ItemPointerData &row, const Account &account)
+void update_account(AccountKey key, const ItemPointerData &row, const Account &account)
 {
     if (update_account_direct(row, account))
         return;
+    if (citus()) {
+        Datum values[2 + kAccountColumns] = {key.team, key.resource};
+        char nulls[2 + kAccountColumns] = {' ', ' '};
+        bridge::guarded([&] { encode_account(account, values + 2, nulls + 2); });
+        execute(update_account_citus_sql, values, nulls, false);
+        if (SPI_processed != 1)
+            throw Error(ERRCODE_INTERNAL_ERROR, "quota account row vanished while locked");
+        return;
+    }
     ItemPointerData target = row;
     Datum values[1 + kAccountColumns] = {PointerGetDatum(&target)};
     char nulls[1 + kAccountColumns] = {' '};
@@ -473,7 +534,7 @@ void set_hold_origin(int64 origin, int64 own_id)
 int64 next_hold_id()
 {
     connect();
-    execute(next_hold_id_sql, nullptr, nullptr, false);
+    execute(citus() ? next_hold_id_citus_sql : next_hold_id_sql, nullptr, nullptr, false);
     bool isnull = false;
     int64 const id = DatumGetInt64(column(1, &isnull));
     finish();
@@ -502,13 +563,14 @@ int64 insert_hold(AccountKey key, int64 amount, TimestampTz now, const Timestamp
                        expires_at != nullptr ? TimestampTzGetDatum(*expires_at) : (Datum) 0,
                        slot != nullptr ? Int32GetDatum(*slot) : (Datum) 0};
     char nulls[9] = {' ', ' ', ' ', idempotency_key != nullptr ? ' ' : 'n', ' ', expires_at != nullptr ? ' ' : 'n',
-                     slot != nullptr ? ' ' : 'n', ' ', hold_own_id != 0 ? ' ' : 'n'};
-    if (hold_origin != 0) {
+                     slot != nullptr ? ' ' : 'n', hold_origin != 0 ? ' ' : 'n', hold_own_id != 0 ? ' ' : 'n'};
+    bool const on_citus = citus();
+    if (hold_origin != 0 || on_citus) {
         Datum with_origin[9];
         std::copy(values, values + 7, with_origin);
         with_origin[7] = Int64GetDatum(hold_origin);
         with_origin[8] = Int64GetDatum(hold_own_id);
-        execute(insert_hold_origin_sql, with_origin, nulls, false);
+        execute(on_citus ? insert_hold_citus_sql : insert_hold_origin_sql, with_origin, nulls, false);
     } else {
         execute(insert_hold_sql, values, nulls, false);
     }
@@ -516,43 +578,43 @@ int64 insert_hold(AccountKey key, int64 amount, TimestampTz now, const Timestamp
     return DatumGetInt64(column(1, &isnull));
 }
 
-void settle_hold(int64 id, HoldState state, TimestampTz now, const int64 *committed)
+void settle_hold(AccountKey key, int64 id, HoldState state, TimestampTz now, const int64 *committed)
 {
-    Datum values[4] = {Int64GetDatum(id), (Datum) 0, TimestampTzGetDatum(now),
-                       committed != nullptr ? Int64GetDatum(*committed) : (Datum) 0};
-    char nulls[4] = {' ', ' ', ' ', committed != nullptr ? ' ' : 'n'};
+    Datum values[5] = {Int64GetDatum(id), (Datum) 0, TimestampTzGetDatum(now),
+                       committed != nullptr ? Int64GetDatum(*committed) : (Datum) 0, key.team};
+    char nulls[5] = {' ', ' ', ' ', committed != nullptr ? ' ' : 'n', ' '};
     const char *name = state_name(state);
     values[1] = bridge::guarded_value([&] { return CStringGetTextDatum(name); });
-    execute(settle_hold_sql, values, nulls, false);
+    execute(citus() ? settle_hold_citus_sql : settle_hold_sql, values, nulls, false);
 }
 
-bool try_lock_hold(int64 id)
+bool try_lock_hold(AccountKey key, int64 id)
 {
-    Datum values[1] = {Int64GetDatum(id)};
-    execute(try_lock_hold_sql, values, nullptr, false);
+    Datum values[2] = {Int64GetDatum(id), key.team};
+    execute(citus() ? try_lock_hold_citus_sql : try_lock_hold_sql, values, nullptr, false);
     return SPI_processed == 1;
 }
 
 bool settle_unchanged_hold(const Hold &seen, HoldState state, TimestampTz now, const int64 *committed)
 {
-    Datum values[6] = {Int64GetDatum(seen.id), (Datum) 0, TimestampTzGetDatum(now),
+    Datum values[7] = {Int64GetDatum(seen.id), (Datum) 0, TimestampTzGetDatum(now),
                        committed != nullptr ? Int64GetDatum(*committed) : (Datum) 0, (Datum) 0,
-                       Int32GetDatum(seen.slot)};
-    char nulls[6] = {' ', ' ', ' ', committed != nullptr ? ' ' : 'n', ' ', seen.has_slot ? ' ' : 'n'};
+                       Int32GetDatum(seen.slot), seen.key.team};
+    char nulls[7] = {' ', ' ', ' ', committed != nullptr ? ' ' : 'n', ' ', seen.has_slot ? ' ' : 'n', ' '};
     const char *name = state_name(state);
     const char *was = state_name(seen.state);
     bridge::guarded([&] {
         values[1] = CStringGetTextDatum(name);
         values[4] = CStringGetTextDatum(was);
     });
-    execute(settle_unchanged_hold_sql, values, nulls, false);
+    execute(citus() ? settle_unchanged_hold_citus_sql : settle_unchanged_hold_sql, values, nulls, false);
     return SPI_processed == 1;
 }
 
 std::vector<AccountKey> lock_accounts_with_expired_holds(TimestampTz now)
 {
     Datum values[1] = {TimestampTzGetDatum(now)};
-    execute(lock_expired_sql, values, nullptr, false);
+    execute(citus() ? list_expired_citus_sql : lock_expired_sql, values, nullptr, false);
     std::vector<AccountKey> keys;
     keys.reserve(SPI_processed);
     for (uint64 i = 0; i < SPI_processed; i++) {
@@ -648,6 +710,11 @@ const char *team_name(AccountKey key)
 const char *resource_name(AccountKey key)
 {
     return shown_name(key.resource);
+}
+
+bool distributed()
+{
+    return citus();
 }
 
 } // namespace quota::storage

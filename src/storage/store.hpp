@@ -120,7 +120,7 @@ void drop_snapshot(Snapshot snapshot);
 bool insert_account(AccountKey key, const Account &account);
 
 /* Write back a locked account row. */
-void update_account(const ItemPointerData &row, const Account &account);
+void update_account(AccountKey key, const ItemPointerData &row, const Account &account);
 
 /* Mark the account row's own open holds (slot NULL) past `now` expired; the caller holds the account lock. */
 ExpiredHolds expire_holds(AccountKey key, TimestampTz now);
@@ -139,14 +139,14 @@ int64 insert_hold(AccountKey key, int64 amount, TimestampTz now, const Timestamp
  */
 void set_hold_origin(int64 origin, int64 own_id = 0);
 int64 next_hold_id();
-void settle_hold(int64 id, HoldState state, TimestampTz now, const int64 *committed);
+void settle_hold(AccountKey key, int64 id, HoldState state, TimestampTz now, const int64 *committed);
 /*
  * Lock the hold's row if no other transaction holds it; false when one
  * does (or it is gone).  A settled hold is only ever held by
  * purge_holds() once its account (or slot) is locked: a late commit of an
  * expired hold asks first, and does not wait for a purge.
  */
-bool try_lock_hold(int64 id);
+bool try_lock_hold(AccountKey key, int64 id);
 
 /*
  * settle_hold() of `seen`, only if the hold is still in the state and slot
@@ -378,6 +378,12 @@ Account account_from_row(HeapTupleHeader row, bool with_slots);
 
 /* False in a database whose quota is still at 1.0 (no slots yet: ALTER EXTENSION quota UPDATE adds them). */
 bool schema_has_slots();
+
+/*
+ * quota.distribute() distributed quota's tables over a Citus cluster: every
+ * statement names the team it touches (table.hpp, citus_mode()).
+ */
+bool distributed();
 
 /* The role that owns the extension's tables (cached per backend). */
 Oid tables_owner();

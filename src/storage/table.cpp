@@ -13,6 +13,7 @@
 #include "storage/table.hpp"
 
 #include "storage/schema.hpp"
+#include "bridge/guard.hpp"
 
 #include <cstring>
 #include <initializer_list>
@@ -185,12 +186,16 @@ TableLayout judge(Relation rel, const TableSpec &spec)
     bool const columns = columns_as_installed(rel, spec, layout); /* fills layout.attnum in any case */
     layout.direct = plain && columns && only_primary_key(rel, spec, layout);
     layout.distributed = managed_by_citus(RelationGetRelid(rel));
-    if (&spec == &kAccounts && !layout.distributed) {
-        for (const TableSpec *other : {&kSlots, &kHolds}) {
-            Oid const relation = table_oid(*other);
-            layout.distributed = layout.distributed || (OidIsValid(relation) && managed_by_citus(relation));
-        }
+    /* quota.distribute() distributes them all at once; some of them alone is a hand-made state. */
+    layout.by_hand = false;
+    for (const TableSpec *table : {&kAccounts, &kSlots, &kHolds}) {
+        Oid const relation = table_oid(*table);
+        bool const distributed = OidIsValid(relation) && managed_by_citus(relation);
+        layout.by_hand = layout.by_hand || distributed != layout.distributed;
+        if (table == &spec || &spec == &kAccounts)
+            layout.distributed = layout.distributed || distributed;
     }
+    /* On Citus, only statements that name the team stay on its shard: no direct access, no statement by ctid. */
     layout.direct = layout.direct && !layout.distributed;
     return layout;
 }
@@ -239,13 +244,34 @@ Relation open_table(const TableSpec &spec, LOCKMODE mode, TableLayout &layout)
     }
     verdict.call = current_call; /* pinned: this call keeps it even if the table changes meanwhile */
     layout = verdict.layout;
-    if (layout.distributed)
+    if (layout.by_hand)
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                        errmsg("quota's tables are distributed by Citus"),
-                        errdetail("quota.%s is in pg_dist_partition; quota's calls would not stay on one team's rows there.",
-                                  spec.name),
-                        errhint("Keep quota's tables local to the coordinator; distributing them is not supported yet.")));
+                        errmsg("quota's tables are distributed by hand"),
+                        errdetail("Citus distributes some of quota.accounts, quota.holds and quota.slots and not the "
+                                  "others; quota's calls would not stay on one team's rows."),
+                        errhint("Undistribute them, then run SELECT quota.distribute() on the coordinator.")));
     return rel;
+}
+
+void announce_change(const char *table)
+{
+    bridge::guarded([table] {
+        Oid const relation = get_relname_relid(table, get_namespace_oid("quota", false));
+        if (OidIsValid(relation) && citus_mode())
+            CacheInvalidateRelcacheByRelid(relation);
+    });
+}
+
+bool citus_mode()
+{
+    static uint64 checked_in = 0;
+    static bool distributed = false;
+    if (checked_in != current_call || current_call == 0) {
+        Oid const relation = table_oid(kAccounts);
+        distributed = OidIsValid(relation) && managed_by_citus(relation);
+        checked_in = current_call;
+    }
+    return distributed;
 }
 
 void start_call(bool writing)

@@ -70,12 +70,15 @@ struct TableSpec {
 struct TableLayout {
     bool direct = false;
     /*
-     * Citus manages the table (it is in pg_dist_partition): quota's
-     * statements would not stay on one team's rows there (an UPDATE by
-     * ctid goes to every shard), so open_table() refuses every call until
-     * the extension supports it (issue 13: quota.distribute()).
+     * Citus manages the table (it is in pg_dist_partition; for
+     * quota.accounts: any of accounts, holds and slots): every call takes
+     * statements that name the team, which Citus sends to its shard (an
+     * UPDATE by ctid would go to every shard).  by_hand: only some of
+     * accounts, holds and slots are distributed (not quota.distribute()'s
+     * doing), and open_table() refuses the call.
      */
     bool distributed = false;
+    bool by_hand = false;
     Oid primary_key = InvalidOid;
     AttrNumber attnum[kMaxTableColumns] = {}; /* 0: the column is missing (a database at an older version) */
     Oid key_collation[kMaxKeyColumns] = {};
@@ -86,6 +89,20 @@ Oid table_oid(const TableSpec &spec);
 
 /* Open the table with `mode` and judge it (see above).  Call inside guarded(); table_close(rel, NoLock) after. */
 Relation open_table(const TableSpec &spec, LOCKMODE mode, TableLayout &layout);
+
+/*
+ * Citus distributes quota's tables (quota.distribute()): statements must
+ * name the team of the rows they touch.  Decided once per call.  Call
+ * inside guarded().
+ */
+bool citus_mode();
+
+/*
+ * On Citus, after writing quota.<table> (links, alert_settings): tell this
+ * node's backends at commit, as the table's trigger does on a single node
+ * (Citus runs the trigger on the shard's node only).  Nothing otherwise.
+ */
+void announce_change(const char *table);
 
 /*
  * A new call begins: verdicts judged in earlier calls may be judged again
