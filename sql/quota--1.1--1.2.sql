@@ -341,11 +341,11 @@ REVOKE EXECUTE ON FUNCTION quota.set_concurrency(text, integer, text) FROM PUBLI
 -- settings, events and history are on one shard and every call is a
 -- single-shard transaction.  Unique keys must contain the distribution
 -- column: holds and events get (id, team) as their primary key (ids stay
--- unique: their sequences are Citus's distributed sequences).  The purge
--- watermark is a reference table.  The team-keyed functions are delegated
--- to the worker that holds the team (Citus runs a delegated call there
--- when it is a statement of its own, outside an explicit transaction).
--- Nothing is half done: any error rolls the whole function back.
+-- unique over the nodes: quota._cluster_id).  The purge watermark is a
+-- reference table.  Every call runs where it is made (the coordinator):
+-- each of its statements names the team, and Citus sends it to the
+-- team's shard.  Nothing is half done: any error rolls the whole function
+-- back.
 --------------------------------------------------------------------------
 --------------------------------------------------------------------------
 -- quota.usage on a distributed quota: Citus runs the view's query on each
@@ -401,7 +401,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tbl text;
-    fn text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
         RAISE EXCEPTION 'quota.distribute() needs the citus extension'
@@ -448,16 +447,14 @@ BEGIN
     END LOOP;
     PERFORM pg_catalog.create_reference_table('quota.history_purged');
 
-    -- Calls keyed by team run on the worker that holds it.
-    FOREACH fn IN ARRAY ARRAY[
-        'quota.charge_credit(text, bigint, text, boolean)',
-        'quota.reserve_credit(text, bigint, text, interval, text)',
-        'quota.is_team_limited(text, text)'] LOOP
-        PERFORM pg_catalog.create_distributed_function(CAST(fn AS pg_catalog.regprocedure), '$1', colocate_with => 'quota.accounts');
-    END LOOP;
+    -- The functions are not delegated to the workers (create_distributed_function):
+    -- Citus 13.0.5 crashes the coordinator when a delegated call's distribution
+    -- argument is NULL (FindShardInterval hashes the NULL), and a NULL team must
+    -- be a 22004 error.  Every call runs on the coordinator, its statements
+    -- routed by Citus to the team's shard.
 END
 $$;
 
 COMMENT ON FUNCTION quota.distribute()
-    IS 'on a Citus coordinator: distribute every quota table by team (co-located) and delegate the calls keyed by team';
+    IS 'on a Citus coordinator: distribute every quota table by team, co-located, so that every call is a single-shard transaction';
 REVOKE EXECUTE ON FUNCTION quota.distribute() FROM PUBLIC;

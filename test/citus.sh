@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# quota and Citus (issue 13, first step): tables that Citus manages are
-# refused, never written with statements that would leave one team's rows.
-# (Without the guard, an UPDATE by ctid on a distributed quota.accounts goes
-# to every shard and rewrites other teams' rows.)  Starts a local Citus
-# cluster of its own (test/lib/citus.sh): uses an installed Citus, builds
-# ../shared/deps/citus-13.0.5.tar.gz when there is none, and skips with a
-# message when neither is possible.
+# quota on Citus (issue 13): quota.distribute() and the contract through the
+# coordinator.  Starts a local Citus cluster of its own (test/lib/citus.sh:
+# a coordinator and two workers on localhost ports): uses an installed
+# Citus, builds ../shared/deps/citus-13.0.5.tar.gz when there is none, and
+# skips with a message when neither is possible.
+#
+#   1. refusals: distribute() on a worker, with parents, twice; tables
+#      distributed by hand (a second database) make every call refuse
+#   2. the calls through the coordinator, alone and inside transaction
+#      blocks: charge, reserve, commit, release, keyed retries, denials,
+#      caps, alerts, expiry, quota.usage, bad input, holds made before
+#      distribute(), ids unique over the nodes (calls made on a worker too)
+#   3. the last credit: 16 connections race for 10 credits, exactly 10 granted
+#   4. 16 connections spend through the coordinator while a shard moves to
+#      the other worker (citus_move_shard_placement): no error, nothing lost,
+#      the ledger's invariants hold on every account
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/cluster.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/lib/citus.sh"
@@ -17,24 +26,188 @@ if ! citus_available && ! citus_install; then
 fi
 citus_start_cluster quota_citus
 q() { psql -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }
-state() { q "SELECT string_agg(team || ':' || used || '/' || held, ' ' ORDER BY team) FROM quota.usage"; }
+# The SQLSTATE of a statement that must fail ('ok' if it did not).
+code() {
+    { psql -X -q -At -v ON_ERROR_STOP=1 "$@" 2>&1 >/dev/null || true; } | sed -n 's/^ERROR: *\([0-9A-Z]\{5\}\).*/\1/p' | head -1
+}
+expect_code() {
+    local want=$1; shift
+    local got
+    got=$(code -c "\\set VERBOSITY sqlstate" -c "$1")
+    [ "$got" = "$want" ] || fail "$1: SQLSTATE '${got:-none}', not $want"
+}
+check() { # check LABEL SQL EXPECTED
+    local got
+    got=$(q "$2")
+    [ "$got" = "$3" ] || fail "$1: got '$got', expected '$3'"
+}
+worker() { psql -X -q -At -h "$CITUS_DIR" -p $((CITUS_PORT + 1)) -U postgres -d quota_citus "$@"; }
 
-q "SELECT quota.set_account(t, 100) FROM unnest(ARRAY['a', 'b', 'c', 'd']) t" >/dev/null
+# ---------------------------------------------------------------- 1. refusals
+q "SELECT quota.set_account(t, 100) FROM unnest(ARRAY['a', 'b', 'c', 'd', 'org']) t" >/dev/null
 q "SELECT quota.charge_credit(t, 2) FROM unnest(ARRAY['a', 'b', 'c', 'd']) t" >/dev/null
-before=$(state)
-[ "$before" = "a:2/0 b:2/0 c:2/0 d:2/0" ] || fail "set-up: $before"
+early=$(q "SELECT reservation FROM quota.reserve_credit('a', 5)")        # made before distribute()
+early_released=$(q "SELECT reservation FROM quota.reserve_credit('b', 3)")
 
-# Distributed by hand: every call is refused with 0A000 and changes nothing.
+got=$({ worker -c "\\set VERBOSITY sqlstate" -c "SELECT quota.distribute()" 2>&1 || true; } | sed -n 's/^ERROR: *\([0-9A-Z]\{5\}\).*/\1/p')
+[ "$got" = "55000" ] || fail "distribute() on a worker: '$got', not 55000"
+q "SELECT quota.set_parent('c', 'org')" >/dev/null
+expect_code 0A000 "SELECT quota.distribute()"
+check "a refused distribute() distributed nothing" \
+    "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text LIKE 'quota.%'" 0
+q "SELECT quota.set_parent('c', NULL)" >/dev/null
+q "SELECT quota.distribute()" >/dev/null
+check "distributed tables" \
+    "SELECT string_agg(logicalrelid::text || ':' || partmethod::text, ' ' ORDER BY logicalrelid::text) FROM pg_dist_partition WHERE logicalrelid::text LIKE 'quota.%'" \
+    "quota.accounts:h quota.alert_settings:h quota.events:h quota.history:h quota.history_purged:n quota.holds:h quota.links:h quota.slots:h"
+check "one colocation group" \
+    "SELECT count(DISTINCT colocationid) FROM pg_dist_partition WHERE logicalrelid::text LIKE 'quota.%' AND partmethod = 'h'" 1
+expect_code 55000 "SELECT quota.distribute()"
+echo "citus: refusals ok (on a worker 55000, with parents 0A000 and nothing distributed, twice 55000)"
+
+# ---------------------------------------------------------------- 2. the calls
+check "state kept by distribute()" \
+    "SELECT string_agg(team || ':' || used || '/' || held, ' ' ORDER BY team) FROM quota.usage" \
+    "a:2/5 b:2/3 c:2/0 d:2/0 org:0/0"
+check "commit of a hold made before distribute()" "SELECT granted, used, held FROM quota.commit_credit($early, 4)" "t|6|0"
+check "release of a hold made before distribute()" \
+    "SELECT quota.release_credit($early_released); SELECT held FROM quota.usage WHERE team = 'b'" "t
+0"
+
+# Calls alone and inside a transaction block.
+check "charge" "SELECT granted, used, remaining FROM quota.charge_credit('c', 10)" "t|12|88"
+check "charge in a transaction" \
+    "BEGIN; SELECT FROM quota.charge_credit('c', 5); SELECT granted, used FROM quota.charge_credit('c', 1); COMMIT;" "t|18"
+check "rolled back" "BEGIN; SELECT FROM quota.charge_credit('c', 50); ROLLBACK; SELECT used FROM quota.usage WHERE team = 'c';" 18
+r1=$(q "SELECT reservation FROM quota.reserve_credit('d', 7, idempotency_key => 'job-1')")
+check "keyed retry answers the same reservation" "SELECT reservation, held FROM quota.reserve_credit('d', 7, idempotency_key => 'job-1')" "$r1|7"
+check "commit through the coordinator" "SELECT granted, used, held FROM quota.commit_credit($r1, 6)" "t|8|0"
+check "commit again: the same answer" "SELECT granted, used FROM quota.commit_credit($r1, 6)" "t|8"
+expect_code 55000 "SELECT quota.release_credit($r1)"
+r2=$(q "BEGIN; SELECT reservation FROM quota.reserve_credit('d', 3); COMMIT;")
+check "release in a transaction" \
+    "BEGIN; SELECT FROM quota.release_credit($r2); COMMIT; SELECT held FROM quota.usage WHERE team = 'd'" 0
+check "denial" "SELECT granted, used, remaining FROM quota.charge_credit('d', 1000)" "f|8|92"
+check "denial of a reserve" "SELECT granted, reservation IS NULL FROM quota.reserve_credit('d', 93)" "f|t"
+check "is_team_limited" "SELECT quota.is_team_limited('d'), quota.is_team_limited('a')" "f|f"
+q "SELECT quota.set_account('lim', 3)" >/dev/null
+q "SELECT quota.charge_credit('lim', 3)" >/dev/null
+check "limited" "SELECT quota.is_team_limited('lim'), (SELECT limited FROM quota.usage WHERE team = 'lim')" "t|t"
+q "SELECT quota.set_account('month', 10, period => '1 month', anchor => now() - interval '40 days')" >/dev/null
+check "a period rolled over lazily" "SELECT granted, used, resets_at > now() FROM quota.charge_credit('month', 4)" "t|4|t"
+
+# Bad input: the contract's SQLSTATEs through the coordinator.
+expect_code 22004 "SELECT quota.charge_credit(NULL)"
+expect_code 22023 "SELECT quota.charge_credit('c', -1)"
+expect_code P0002 "SELECT quota.charge_credit('nobody', 1)"
+expect_code P0002 "SELECT quota.commit_credit(999999)"
+expect_code P0002 "SELECT quota.release_credit(999999)"
+expect_code 0A000 "SELECT quota.set_parent('c', 'org')"
+expect_code 0A000 "SELECT quota.set_slots('c', 4)"
+
+# Concurrency caps, and expiry.
+q "SELECT quota.set_account('capped', 100)" >/dev/null
+q "SELECT quota.set_concurrency('capped', 2)" >/dev/null
+q "SELECT quota.reserve_credit('capped', 1, hold_for => '4 seconds')" >/dev/null
+q "BEGIN; SELECT quota.reserve_credit('capped', 1, hold_for => '4 seconds'); COMMIT;" >/dev/null
+check "cap reached" "SELECT granted, retry_after BETWEEN 1 AND 4 FROM quota.reserve_credit('capped', 1)" "f|t"
+sleep 4.2
+check "expired holds do not count" "SELECT granted FROM quota.reserve_credit('capped', 1, hold_for => '1 second')" "t"
+sleep 1.2
+check "expire_holds() from the coordinator" "SELECT quota.expire_holds() >= 1" "t"
+check "capped account after expiry" "SELECT held FROM quota.usage WHERE team = 'capped'" 0
+
+# Alerts: events stored on the team's shard, once per threshold.
+q "SELECT quota.set_account('alerted', 10)" >/dev/null
+q "SELECT quota.set_alerts('alerted', '{50,100}')" >/dev/null
+q "SELECT quota.charge_credit('alerted', 6)" >/dev/null
+q "BEGIN; SELECT quota.charge_credit('alerted', 4); COMMIT;" >/dev/null
+check "alert events" "SELECT string_agg(threshold::text, ',' ORDER BY threshold) FROM quota.events WHERE team = 'alerted'" "50,100"
+
+# Reservation ids: unique over the nodes.  A call made on a worker (Citus lets
+# any node with metadata run it) draws them from that node's sequence, in its group.
+q "SELECT quota.set_account('id-' || g, 1000) FROM generate_series(1, 20) g" >/dev/null
+for i in $(seq 1 20); do
+    q "SELECT quota.reserve_credit('id-$i', 1)" >/dev/null
+    worker -c "SELECT quota.reserve_credit('id-$i', 1)" >/dev/null
+done
+w=$(worker -c "SELECT reservation FROM quota.reserve_credit('id-1', 1)")
+check "a reservation made on a worker, committed through the coordinator" "SELECT granted FROM quota.commit_credit($w)" t
+check "ids unique over the cluster" "SELECT count(*) = count(DISTINCT id) FROM quota.holds" t
+check "ids drawn on a worker carry its group" \
+    "SELECT count(DISTINCT id >> 48) FROM quota.holds WHERE team LIKE 'id-%'" 2
+check "every hold is its account's" \
+    "SELECT count(*) FROM (SELECT u.team FROM quota.usage u LEFT JOIN (SELECT team, sum(amount) s FROM quota.holds WHERE state = 'open' GROUP BY team) h USING (team) WHERE u.held <> coalesce(h.s, 0)) x" 0
+echo "citus: the calls through the coordinator ok (alone and in transactions, legacy holds, keys, denials, caps, expiry, alerts, usage, bad input, ids)"
+
+# ---------------------------------------------------------------- 3. the last credit
+q "SELECT quota.set_account('race', 10)" >/dev/null
+script=$(mktemp /tmp/quota-citus-XXXXXX.sql)
+chmod 644 "$script"
+echo "SELECT quota.charge_credit('race', 1);" >"$script"
+pgbench -n -c 16 -j 2 -t 5 -f "$script" >/dev/null 2>&1 || fail "pgbench on the last credit failed"
+check "exactly the limit granted to 16 racing connections" "SELECT used, held FROM quota.usage WHERE team = 'race'" "10|0"
+
+# ---------------------------------------------------------------- 4. spending while a shard moves
+q "SELECT quota.set_account('s-' || g, 1000000) FROM generate_series(1, 24) g" >/dev/null
+cat >"$script" <<'SQL'
+\set t random(1, 24)
+SELECT quota.charge_credit('s-' || :t, 1);
+SELECT reservation AS r FROM quota.reserve_credit('s-' || :t, 3) \gset
+SELECT quota.commit_credit(:r, 2);
+BEGIN;
+SELECT reservation AS x FROM quota.reserve_credit('s-' || :t, 5) \gset
+SELECT quota.release_credit(:x);
+SELECT quota.charge_credit('s-' || :t, 1);
+COMMIT;
+SQL
+log=$(mktemp /tmp/quota-citus-XXXXXX.log)
+chmod 666 "$log"
+pgbench -n -c 16 -j 2 -T 12 -f "$script" >"$log" 2>&1 &
+bench=$!
+sleep 3
+# The shard that holds s-1 moves to the other worker, writes blocked while it copies.
+read -r shard from_port < <(q "SELECT s.shardid, p.nodeport FROM pg_dist_shard s JOIN pg_dist_placement pl USING (shardid) JOIN pg_dist_node p USING (groupid) WHERE s.logicalrelid = 'quota.accounts'::regclass AND get_shard_id_for_distribution_column('quota.accounts', 's-1') = s.shardid" | tr '|' ' ')
+to_port=$((from_port == CITUS_PORT + 1 ? CITUS_PORT + 2 : CITUS_PORT + 1))
+q "SELECT citus_move_shard_placement($shard, 'localhost', $from_port, 'localhost', $to_port, shard_transfer_mode => 'block_writes')" >/dev/null ||
+    fail "citus_move_shard_placement failed"
+wait "$bench" || { cat "$log"; fail "pgbench failed while the shard moved"; }
+done_tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$log")
+failed_tx=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$log")
+[ "${failed_tx:-0}" = 0 ] || { cat "$log"; fail "$failed_tx transactions failed while the shard moved"; }
+check "the shard moved" "SELECT p.nodeport FROM pg_dist_placement pl JOIN pg_dist_node p USING (groupid) WHERE pl.shardid = $shard" "$to_port"
+# Each transaction: charge 1, reserve 3 committed as 2, reserve 5 released, charge 1: used 4, nothing held.
+check "every credit of $done_tx transactions accounted for" \
+    "SELECT sum(used), sum(held) FROM quota.usage WHERE team LIKE 's-%'" "$((done_tx * 4))|0"
+check "holds settled as made" \
+    "SELECT count(*) FILTER (WHERE state = 'committed' AND committed = 2 AND amount = 3), count(*) FILTER (WHERE state = 'released' AND amount = 5), count(*) FROM quota.holds WHERE team LIKE 's-%'" \
+    "$done_tx|$done_tx|$((done_tx * 2))"
+check "ids still unique" "SELECT count(*) = count(DISTINCT id) FROM quota.holds" t
+rm -f "$script" "$log"
+echo "citus: $done_tx transactions of 16 connections through the coordinator while shard $shard moved from port $from_port to $to_port: none failed, every credit accounted for"
+
+# ---------------------------------------------------------------- 5. distributed by hand
+# A second database where only quota.accounts is distributed: every call refused, nothing changed.
+for n in 0 1 2; do
+    psql -X -q -h "$CITUS_DIR" -p $((CITUS_PORT + n)) -U postgres -d postgres -c "CREATE DATABASE quota_by_hand" >/dev/null
+    psql -X -q -h "$CITUS_DIR" -p $((CITUS_PORT + n)) -U postgres -d quota_by_hand -v ON_ERROR_STOP=1 \
+        -c "SET client_min_messages = warning" -c "CREATE EXTENSION citus" -c "CREATE EXTENSION quota" >/dev/null
+done
+export PGDATABASE=quota_by_hand
+q "SELECT citus_set_coordinator_host('localhost', $CITUS_PORT)" >/dev/null
+q "SELECT citus_add_node('localhost', $((CITUS_PORT + 1)))" >/dev/null
+q "SELECT quota.set_account(t, 100) FROM unnest(ARRAY['a', 'b']) t" >/dev/null
+q "SELECT quota.charge_credit('a', 2)" >/dev/null
 q "SET client_min_messages = warning; SELECT create_distributed_table('quota.accounts', 'team')" >/dev/null
-for call in "SELECT quota.charge_credit('a', 1)" "SELECT quota.reserve_credit('b', 1)" \
-            "SELECT quota.is_team_limited('c')" "SELECT quota.set_account('d', 5)"; do
+for call in "SELECT quota.charge_credit('a', 1)" "SELECT quota.reserve_credit('b', 1)" "SELECT quota.set_account('b', 5)"; do
     out=$(psql -X -q -At -c "$call" 2>&1 || true)
     case $out in
-        *"quota's tables are distributed by Citus"*) ;;
-        *) fail "$call on a distributed quota.accounts answered: $out" ;;
+        *"quota's tables are distributed by hand"*) ;;
+        *) fail "$call on a quota.accounts distributed by hand answered: $out" ;;
     esac
 done
-after=$(q "SELECT string_agg(team || ':' || used || '/' || held, ' ' ORDER BY team) FROM quota.accounts")
-[ "$after" = "$before" ] || fail "a refused call changed the accounts: $after"
+check "refused calls changed nothing" "SELECT string_agg(team || ':' || used || '/' || held, ' ' ORDER BY team) FROM quota.accounts" "a:2/0 b:0/0"
+expect_code 55000 "SELECT quota.distribute()"
+echo "citus: distributed by hand: every call refused (0A000), nothing changed, distribute() refused (55000)"
 
-echo "citus: ok (Citus $(q "SELECT extversion FROM pg_extension WHERE extname = 'citus'"): calls on quota tables that Citus manages are refused (0A000) and change nothing)"
+echo "citus: ok (Citus $(q "SELECT extversion FROM pg_extension WHERE extname = 'citus'"))"

@@ -102,7 +102,7 @@ suite "REINDEX and CREATE INDEX while spending: no deadlock, indexes sound" test
 suite "randomized bad input (test/fuzz.py): contract SQLSTATEs only, nothing changed" fuzz
 suite "upgrade path: ALTER EXTENSION quota UPDATE from every version" test/upgrade.sh
 suite "pg_cron runs expire_holds, purge_holds and purge_history" test/cron.sh
-suite "Citus: quota tables that Citus manages are refused, nothing changed (builds Citus when missing)" citus_suite
+suite "Citus: quota.distribute() and the contract through a coordinator and two workers, a shard moved mid-load (builds Citus when missing)" citus_suite
 suite "example: Node.js chat backend (node --test)" examples/node-chat/test.sh
 suite "example: LLM gateway (node --test)" examples/llm-gateway/test.sh
 suite "example: Django recipes app (manage.py test)" examples/django-recipes/test.sh

@@ -518,7 +518,24 @@ ExpiredHolds expired_holds_result()
 bool read_hold(int64 id, Hold &hold)
 {
     Datum values[1] = {Int64GetDatum(id)};
-    execute(has_origin_column() ? read_hold_origin_sql : read_hold_sql, values, nullptr, false);
+    Statement &statement = has_origin_column() ? read_hold_origin_sql : read_hold_sql;
+    if (citus()) {
+        /*
+         * A reservation alone does not name its team: Citus asks every
+         * shard.  One connection per worker for it (Citus would open up
+         * to 16 per worker, each call, for a one-row answer).
+         */
+        int const nest = bridge::guarded_value([] {
+            int const level = NewGUCNestLevel();
+            (void) set_config_option("citus.max_adaptive_executor_pool_size", "1", PGC_USERSET, PGC_S_SESSION,
+                                     GUC_ACTION_SAVE, true, 0, false);
+            return level;
+        });
+        execute(statement, values, nullptr, false);
+        bridge::guarded([nest] { AtEOXact_GUC(true, nest); });
+    } else {
+        execute(statement, values, nullptr, false);
+    }
     if (SPI_processed == 0)
         return false;
     hold = decode_hold();
