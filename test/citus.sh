@@ -12,8 +12,9 @@
 #      caps, alerts, expiry, quota.usage, bad input, holds made before
 #      distribute(), ids unique over the nodes (calls made on a worker too)
 #   3. the last credit: 16 connections race for 10 credits, exactly 10 granted
-#   4. 16 connections spend through the coordinator while a shard moves to
-#      the other worker (citus_move_shard_placement): no error, nothing lost,
+#   4. 16 connections spend through the coordinator while a shard moves
+#      between the workers three times (citus_move_shard_placement): no
+#      error, nothing lost,
 #      the ledger's invariants hold on every account
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/cluster.sh"
@@ -163,14 +164,20 @@ COMMIT;
 SQL
 log=$(mktemp /tmp/quota-citus-XXXXXX.log)
 chmod 666 "$log"
-pgbench -n -c 16 -j 2 -T 12 -f "$script" >"$log" 2>&1 &
+pgbench -n -c 16 -j 2 -T 15 -f "$script" >"$log" 2>&1 &
 bench=$!
 sleep 3
-# The shard that holds s-1 moves to the other worker, writes blocked while it copies.
+# The shard that holds s-1 moves to the other worker and back, writes blocked while it copies.
 read -r shard from_port < <(q "SELECT s.shardid, p.nodeport FROM pg_dist_shard s JOIN pg_dist_placement pl USING (shardid) JOIN pg_dist_node p USING (groupid) WHERE s.logicalrelid = 'quota.accounts'::regclass AND get_shard_id_for_distribution_column('quota.accounts', 's-1') = s.shardid" | tr '|' ' ')
 to_port=$((from_port == CITUS_PORT + 1 ? CITUS_PORT + 2 : CITUS_PORT + 1))
-q "SELECT citus_move_shard_placement($shard, 'localhost', $from_port, 'localhost', $to_port, shard_transfer_mode => 'block_writes')" >/dev/null ||
-    fail "citus_move_shard_placement failed"
+# Moved there, and back, and there again: each move waits for the calls that locked an account on it.
+for hop in "$from_port $to_port" "$to_port $from_port" "$from_port $to_port"; do
+    set -- $hop
+    q "CALL citus_cleanup_orphaned_resources()" >/dev/null   # the placement the last move left behind
+    q "SELECT citus_move_shard_placement($shard, 'localhost', $1, 'localhost', $2, shard_transfer_mode => 'block_writes')" >/dev/null ||
+        fail "citus_move_shard_placement failed"
+    sleep 1
+done
 wait "$bench" || { cat "$log"; fail "pgbench failed while the shard moved"; }
 done_tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$log")
 failed_tx=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$log")
@@ -184,7 +191,7 @@ check "holds settled as made" \
     "$done_tx|$done_tx|$((done_tx * 2))"
 check "ids still unique" "SELECT count(*) = count(DISTINCT id) FROM quota.holds" t
 rm -f "$script" "$log"
-echo "citus: $done_tx transactions of 16 connections through the coordinator while shard $shard moved from port $from_port to $to_port: none failed, every credit accounted for"
+echo "citus: $done_tx transactions of 16 connections through the coordinator while shard $shard moved three times between ports $from_port and $to_port: none failed, every credit accounted for"
 
 # ---------------------------------------------------------------- 5. distributed by hand
 # A second database where only quota.accounts is distributed: every call refused, nothing changed.

@@ -60,6 +60,22 @@ Statement lock_account_sql = {LOCK_ACCOUNT_SQL(ACCOUNT_COLUMNS, ""), LOCK_ACCOUN
 Statement try_lock_account_sql = {LOCK_ACCOUNT_SQL(ACCOUNT_COLUMNS, " SKIP LOCKED"),
                                   LOCK_ACCOUNT_SQL(ACCOUNT_COLUMNS_1_0, " SKIP LOCKED"), 2, {TEXTOID, TEXTOID}};
 
+/*
+ * On Citus, the account is locked by an UPDATE that changes nothing: Citus
+ * takes the shard's metadata lock for a modification (not for a SELECT ...
+ * FOR UPDATE) and holds it to the end of the transaction, so a shard move
+ * waits for the call's transaction, and a call made during a move waits for
+ * it and then locks the row where the shard now is.  (With FOR UPDATE, a
+ * transaction could lock the row on the old placement, the move finish, and
+ * its update land on the new placement over another transaction's.)  It
+ * always waits: without slots, nothing on a distributed quota needs to skip
+ * a busy account (expire_holds() waits for it instead).
+ */
+Statement lock_account_citus_sql = {
+    "UPDATE ONLY quota.accounts a SET used = a.used WHERE a.team" EQ "$1 AND a.resource" EQ "$2"
+    " RETURNING a.ctid, " ACCOUNT_COLUMNS,
+    nullptr, 2, {TEXTOID, TEXTOID}};
+
 /* 1.2: whether set_slots() pinned the account's slot count (run only where the column exists). */
 Statement slots_pinned_sql = {
     "SELECT CAST(COALESCE(a.slots_pinned, a.slots OPERATOR(pg_catalog.>) 0) AS pg_catalog.bool)"
@@ -395,7 +411,7 @@ RowLock lock_account(AccountKey key, Account &account, ItemPointerData &row, con
     if (lock_account_direct(key, seen, wait, account, row, found))
         return found;
     Datum values[2] = {key.team, key.resource};
-    execute(wait ? lock_account_sql : try_lock_account_sql, values, nullptr, false);
+    execute(citus() ? lock_account_citus_sql : wait ? lock_account_sql : try_lock_account_sql, values, nullptr, false);
     if (SPI_processed == 0) {
         Account exists;
         return !wait && fetch_account(key, exists) ? RowLock::Busy : RowLock::Missing;
