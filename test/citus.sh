@@ -16,6 +16,8 @@
 #      between the workers three times (citus_move_shard_placement): no
 #      error, nothing lost,
 #      the ledger's invariants hold on every account
+#   5. isolation specs through the coordinator (test/citus/specs): the last
+#      credit, commit against release, a cap's last place
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/cluster.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/lib/citus.sh"
@@ -43,6 +45,20 @@ check() { # check LABEL SQL EXPECTED
     [ "$got" = "$3" ] || fail "$1: got '$got', expected '$3'"
 }
 worker() { psql -X -q -At -h "$CITUS_DIR" -p $((CITUS_PORT + 1)) -U postgres -d quota_citus "$@"; }
+# Another database on the same three nodes, citus and quota in it, the workers added (Citus keeps its nodes per database).
+citus_database() {
+    local db=$1 n
+    for n in 0 1 2; do
+        psql -X -q -h "$CITUS_DIR" -p $((CITUS_PORT + n)) -U postgres -d postgres -c "CREATE DATABASE $db" >/dev/null
+        psql -X -q -h "$CITUS_DIR" -p $((CITUS_PORT + n)) -U postgres -d "$db" -v ON_ERROR_STOP=1 \
+            -c "SET client_min_messages = warning" -c "CREATE EXTENSION citus" -c "CREATE EXTENSION quota" >/dev/null
+    done
+    psql -X -q -h "$CITUS_DIR" -p "$CITUS_PORT" -U postgres -d "$db" -v ON_ERROR_STOP=1 >/dev/null <<SQL
+SELECT citus_set_coordinator_host('localhost', $CITUS_PORT);
+SELECT citus_add_node('localhost', $((CITUS_PORT + 1)));
+SELECT citus_add_node('localhost', $((CITUS_PORT + 2)));
+SQL
+}
 
 # ---------------------------------------------------------------- 1. refusals
 q "SELECT quota.set_account(t, 100) FROM unnest(ARRAY['a', 'b', 'c', 'd', 'org']) t" >/dev/null
@@ -148,6 +164,7 @@ chmod 644 "$script"
 echo "SELECT quota.charge_credit('race', 1);" >"$script"
 pgbench -n -c 16 -j 2 -t 5 -f "$script" >/dev/null 2>&1 || fail "pgbench on the last credit failed"
 check "exactly the limit granted to 16 racing connections" "SELECT used, held FROM quota.usage WHERE team = 'race'" "10|0"
+echo "citus: the last credit ok (16 connections, 80 charges of 1 on a limit of 10: exactly 10 granted)"
 
 # ---------------------------------------------------------------- 4. spending while a shard moves
 q "SELECT quota.set_account('s-' || g, 1000000) FROM generate_series(1, 24) g" >/dev/null
@@ -193,16 +210,30 @@ check "ids still unique" "SELECT count(*) = count(DISTINCT id) FROM quota.holds"
 rm -f "$script" "$log"
 echo "citus: $done_tx transactions of 16 connections through the coordinator while shard $shard moved three times between ports $from_port and $to_port: none failed, every credit accounted for"
 
-# ---------------------------------------------------------------- 5. distributed by hand
+# ---------------------------------------------------------------- 5. isolation specs
+# test/citus/specs through the coordinator, in a distributed database of
+# their own.  Citus's own test of whether a session is blocked replaces
+# PostgreSQL's: the waits are on the workers.
+citus_database quota_iso
+PGDATABASE=quota_iso q "SELECT quota.distribute()" >/dev/null
+PGDATABASE=quota_iso q "SELECT citus_internal.replace_isolation_tester_func()" >/dev/null
+iso_out=$(mktemp -d /tmp/quota-citus-iso.XXXXXX)
+chmod 777 "$iso_out"
+specs=$(cd "$QUOTA_ROOT/test/citus/specs" && ls ./*.spec | sed 's|^\./||; s|\.spec$||')
+# shellcheck disable=SC2086
+if ! "$QUOTA_PG_BIN/../lib/pgxs/src/test/isolation/pg_isolation_regress" --use-existing --dbname=quota_iso \
+        --host="$CITUS_DIR" --port="$CITUS_PORT" --user=postgres --bindir="$QUOTA_PG_BIN" \
+        --inputdir="$QUOTA_ROOT/test/citus" --outputdir="$iso_out" $specs; then
+    cat "$iso_out/regression.diffs" 2>/dev/null || true
+    fail "isolation specs through the coordinator (output in $iso_out)"
+fi
+rm -rf "$iso_out"
+echo "citus: isolation specs through the coordinator ok ($(echo $specs | wc -w): $(echo $specs))"
+
+# ---------------------------------------------------------------- 6. distributed by hand
 # A second database where only quota.accounts is distributed: every call refused, nothing changed.
-for n in 0 1 2; do
-    psql -X -q -h "$CITUS_DIR" -p $((CITUS_PORT + n)) -U postgres -d postgres -c "CREATE DATABASE quota_by_hand" >/dev/null
-    psql -X -q -h "$CITUS_DIR" -p $((CITUS_PORT + n)) -U postgres -d quota_by_hand -v ON_ERROR_STOP=1 \
-        -c "SET client_min_messages = warning" -c "CREATE EXTENSION citus" -c "CREATE EXTENSION quota" >/dev/null
-done
+citus_database quota_by_hand
 export PGDATABASE=quota_by_hand
-q "SELECT citus_set_coordinator_host('localhost', $CITUS_PORT)" >/dev/null
-q "SELECT citus_add_node('localhost', $((CITUS_PORT + 1)))" >/dev/null
 q "SELECT quota.set_account(t, 100) FROM unnest(ARRAY['a', 'b']) t" >/dev/null
 q "SELECT quota.charge_credit('a', 2)" >/dev/null
 q "SET client_min_messages = warning; SELECT create_distributed_table('quota.accounts', 'team')" >/dev/null
