@@ -9,6 +9,8 @@
 #   bench/run.sh [--seconds 5] [--rounds 3] [--clients "1 8 32"] [--memory-calls 1000000] [--slots 32]
 #                [--workloads "SPREAD HOT HOT-AUTO HOT-SLOTS ALERTS NEAR-LIMIT HOT-LIMIT TREE"] [--extras yes|no]
 #                [--out bench/RESULTS.md]
+#   bench/run.sh --citus [--seconds 10] [--clients "8 32"] [--out FILE]   (bench/citus.sh: through a Citus
+#                coordinator against one node, on the same machine)
 #
 # Workloads: SPREAD, 10,000 accounts; HOT, one account with automatic
 # slotting off (quota.auto_slots = 0: every call takes its row, as 1.1 did);
@@ -41,6 +43,7 @@ extras=yes
 out="$QUOTA_ROOT/bench/RESULTS.md"
 while [ $# -gt 0 ]; do
     case $1 in
+        --citus) shift; exec bash "$QUOTA_ROOT/bench/citus.sh" "$@" ;;
         --workloads) workloads=$2; shift 2 ;;
         --extras) extras=$2; shift 2 ;;
         --out) out=$(cd "$origin" && realpath -m "$2"); shift 2 ;;

@@ -134,6 +134,20 @@ sleep 1.2
 check "expire_holds() from the coordinator" "SELECT quota.expire_holds() >= 1" "t"
 check "capped account after expiry" "SELECT held FROM quota.usage WHERE team = 'capped'" 0
 
+# Purges from the coordinator: settled holds and closed history go, open holds stay.
+q "SELECT quota.reserve_credit('d', 1, hold_for => '1 hour')" >/dev/null
+q "SELECT quota.set_account('tick', 10, period => '1 second')" >/dev/null
+q "SELECT quota.charge_credit('tick', 2)" >/dev/null
+sleep 1.1
+check "a closed window in usage_history" "SELECT used FROM quota.charge_credit('tick', 1); SELECT string_agg(used::text, ',') FROM quota.usage_history WHERE team = 'tick'" "1
+2"
+check "purge_holds" "SELECT quota.purge_holds(now() + interval '1 minute'); SELECT count(*) FROM quota.holds WHERE state <> 'open'" "7
+0"
+check "open holds kept" "SELECT count(*) > 0 FROM quota.holds WHERE state = 'open'" t
+check "purge_history" "SELECT quota.purge_history(now() + interval '1 minute'); SELECT count(*) FROM quota.history" "1
+0"
+check "the closed window is gone from usage_history" "SELECT count(*) FROM quota.usage_history WHERE team = 'tick'" 0
+
 # Alerts: events stored on the team's shard, once per threshold.
 q "SELECT quota.set_account('alerted', 10)" >/dev/null
 q "SELECT quota.set_alerts('alerted', '{50,100}')" >/dev/null
@@ -155,7 +169,7 @@ check "ids drawn on a worker carry its group" \
     "SELECT count(DISTINCT id >> 48) FROM quota.holds WHERE team LIKE 'id-%'" 2
 check "every hold is its account's" \
     "SELECT count(*) FROM (SELECT u.team FROM quota.usage u LEFT JOIN (SELECT team, sum(amount) s FROM quota.holds WHERE state = 'open' GROUP BY team) h USING (team) WHERE u.held <> coalesce(h.s, 0)) x" 0
-echo "citus: the calls through the coordinator ok (alone and in transactions, legacy holds, keys, denials, caps, expiry, alerts, usage, bad input, ids)"
+echo "citus: the calls through the coordinator ok (alone and in transactions, legacy holds, keys, denials, caps, expiry, purges, alerts, usage and usage_history, bad input, ids)"
 
 # ---------------------------------------------------------------- 3. the last credit
 q "SELECT quota.set_account('race', 10)" >/dev/null

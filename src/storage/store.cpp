@@ -304,15 +304,23 @@ bool has_origin_column()
  */
 namespace {
 
+/* A plain statement that names its team by a parameter: Citus sends it to the team's shard. */
+bool routed_by_team(const char *sql)
+{
+    return std::strstr(sql, "team" EQ "$") != nullptr && std::strncmp(sql, "WITH", 4) != 0;
+}
+
 /*
- * One plan for every run; on Citus a plan for each run's values instead
- * (Citus finds the shard, or plans a statement over several shards, only
- * from the values).
+ * One plan for every run.  On Citus, a plain statement that names its
+ * team by a parameter keeps one plan too (Citus finds the shard at each
+ * run); any other (over every shard, an INSERT, a WITH) gets a plan for
+ * each run's values, as Citus plans those only from values.
  */
 SPIPlanPtr prepare(const char *sql, const Statement &statement, bool on_citus)
 {
+    bool const routed = routed_by_team(sql);
     SPIPlanPtr plan = SPI_prepare_cursor(sql, statement.nargs, const_cast<Oid *>(statement.types),
-                                         on_citus ? CURSOR_OPT_CUSTOM_PLAN : CURSOR_OPT_GENERIC_PLAN);
+                                         on_citus && !routed ? CURSOR_OPT_CUSTOM_PLAN : CURSOR_OPT_GENERIC_PLAN);
     if (plan == nullptr)
         elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
     if (SPI_keepplan(plan) != 0)
@@ -345,9 +353,21 @@ void execute(Statement &statement, Datum *values, const char *nulls, bool read_o
             statement.prepared_for_1_0 = for_1_0;
             statement.prepared_on_citus = on_citus;
         }
+        /*
+         * A statement Citus may send to several shards (a reservation alone
+         * does not name its team): one connection per worker for it.  Citus
+         * would open up to 16 per worker for each call, and with many
+         * clients wait for its shared pool of connections.
+         */
+        int const nest = on_citus && !routed_by_team(for_1_0 ? statement.sql_1_0 : statement.sql) ? NewGUCNestLevel() : 0;
+        if (nest != 0)
+            (void) set_config_option("citus.max_adaptive_executor_pool_size", "1", PGC_USERSET, PGC_S_SESSION,
+                                     GUC_ACTION_SAVE, true, 0, false);
         int const rc = snapshot != nullptr ? SPI_execute_snapshot(statement.plan, values, nulls, snapshot,
                                                                   InvalidSnapshot, read_only, false, 0)
                                            : SPI_execute_plan(statement.plan, values, nulls, read_only, 0);
+        if (nest != 0)
+            AtEOXact_GUC(true, nest);
         if (rc < 0)
             elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
     });
@@ -535,23 +555,7 @@ bool read_hold(int64 id, Hold &hold)
 {
     Datum values[1] = {Int64GetDatum(id)};
     Statement &statement = has_origin_column() ? read_hold_origin_sql : read_hold_sql;
-    if (citus()) {
-        /*
-         * A reservation alone does not name its team: Citus asks every
-         * shard.  One connection per worker for it (Citus would open up
-         * to 16 per worker, each call, for a one-row answer).
-         */
-        int const nest = bridge::guarded_value([] {
-            int const level = NewGUCNestLevel();
-            (void) set_config_option("citus.max_adaptive_executor_pool_size", "1", PGC_USERSET, PGC_S_SESSION,
-                                     GUC_ACTION_SAVE, true, 0, false);
-            return level;
-        });
-        execute(statement, values, nullptr, false);
-        bridge::guarded([nest] { AtEOXact_GUC(true, nest); });
-    } else {
-        execute(statement, values, nullptr, false);
-    }
+    execute(statement, values, nullptr, false);
     if (SPI_processed == 0)
         return false;
     hold = decode_hold();

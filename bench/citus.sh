@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# quota on Citus against quota on one node, on the same machine (issue 13):
+# charge_credit, reserve_credit + commit_credit, is_team_limited, and the
+# bare UPDATE / primary-key SELECT / conditional UPDATE on a table of the
+# same shape (distributed by team on Citus), each contender alone on its own
+# rows over 10,000 teams, pgbench -M prepared, durable.  Writes
+# bench/RESULTS-1.2-citus.md.  Not part of the test suite.
+#
+#   bench/citus.sh [--seconds 10] [--clients "8 32"] [--out bench/RESULTS-1.2-citus.md]
+#   (also: bench/run.sh --citus [the same options])
+#
+# The Citus cluster is a coordinator and two workers on this machine
+# (test/lib/citus.sh, Citus built from ../shared/deps when it is missing).
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../test/lib/cluster.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../test/lib/citus.sh"
+origin=$(pwd)
+
+seconds=10
+clients_list="8 32"
+out="$QUOTA_ROOT/bench/RESULTS-1.2-citus.md"
+while [ $# -gt 0 ]; do
+    case $1 in
+        --seconds) seconds=$2; shift 2 ;;
+        --clients) clients_list=$2; shift 2 ;;
+        --out) out=$(cd "$origin" && realpath -m "$2"); shift 2 ;;
+        *) echo "usage: bench/citus.sh [--seconds N] [--clients \"8 32\"] [--out FILE]" >&2; exit 2 ;;
+    esac
+done
+
+CONTENDERS=(bare_update conditional_update charge_credit reserve_commit pk_select is_team_limited)
+work=$(mktemp -d /tmp/quota-bench-citus.XXXXXX)
+chmod 777 "$work"
+
+quota_setup
+citus_install || { echo "bench/citus.sh: no Citus and it could not be built"; exit 1; }
+
+# one contender alone: prints its tps
+measure() {
+    local script=$1 clients=$2 threads=$(($2 < 2 ? 1 : 2))
+    (cd "$work" && pgbench -n -M prepared -c "$clients" -j "$threads" -T "$seconds" -D accounts=10000 \
+        -f "$QUOTA_ROOT/bench/scripts/$script.sql" >"$work/$script.out" 2>&1) || { cat "$work/$script.out" >&2; exit 1; }
+    sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/$script.out"
+}
+
+declare -A tps
+# One node.
+QUOTA_PORT=54330 quota_start_cluster -c shared_buffers=512MB -c max_wal_size=8GB
+createdb bench
+export PGDATABASE=bench
+psql -X -q -v ON_ERROR_STOP=1 -v accounts=10000 -v limit=1000000000000000 -v used=0 -v slots=0 -v alerts=off -v tree=0 \
+    -f "$QUOTA_ROOT/bench/setup.sql" >/dev/null
+for clients in $clients_list; do
+    for c in "${CONTENDERS[@]}"; do
+        say "one node, $clients clients: $c"
+        tps[single,$clients,$c]=$(measure "$c" "$clients")
+    done
+done
+quota_stop_cluster
+
+# Citus: the same rows, distributed by team.
+citus_start_cluster bench
+psql -X -q -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE SCHEMA bench;
+CREATE TABLE bench.bare (team text PRIMARY KEY, used bigint NOT NULL, credit_limit bigint NOT NULL);
+CREATE TABLE bench.cond (LIKE bench.bare INCLUDING ALL);
+INSERT INTO bench.bare SELECT g::text, 0, 1000000000000000 FROM generate_series(1, 10000) g;
+INSERT INTO bench.cond SELECT * FROM bench.bare;
+SELECT create_distributed_table('bench.bare', 'team');
+SELECT create_distributed_table('bench.cond', 'team', colocate_with => 'bench.bare');
+SELECT count(quota.set_account(p || g, 1000000000000000)) FROM generate_series(1, 10000) g, unnest(ARRAY['c', 'r']) p;
+SELECT quota.distribute();
+SQL
+for clients in $clients_list; do
+    for c in "${CONTENDERS[@]}"; do
+        say "Citus, $clients clients: $c"
+        tps[citus,$clients,$c]=$(measure "$c" "$clients")
+    done
+done
+citus_stop_cluster
+
+{
+    echo "# quota on Citus against one node, on the same machine"
+    echo
+    echo "Machine: $(nproc) cores, $(uname -sr); PostgreSQL $("$QUOTA_PG_BIN/postgres" --version | awk '{print $3}'), Citus 13.0.5; $(date -u '+%Y-%m-%d %H:%M UTC')."
+    echo
+    echo "Command: \`bench/citus.sh --seconds $seconds --clients \"$clients_list\"\`. Each contender runs alone for ${seconds}s on"
+    echo "its own rows over 10,000 teams, pgbench -M prepared, durable (synchronous_commit on). *One node*: one"
+    echo "PostgreSQL server. *Citus*: a coordinator and two workers on the same machine, every table distributed by"
+    echo "team (32 shards), pgbench connected to the coordinator. One reserve + commit is two transactions."
+    echo
+    echo "| clients | contender | one node tps | Citus tps | Citus ÷ one node | Citus ÷ its bare UPDATE (or PK SELECT) |"
+    echo "|---|---|---|---|---|---|"
+    for clients in $clients_list; do
+        for c in "${CONTENDERS[@]}"; do
+            base=bare_update
+            case $c in pk_select | is_team_limited) base=pk_select ;; esac
+            awk -v n="$clients" -v c="$c" -v s="${tps[single,$clients,$c]}" -v t="${tps[citus,$clients,$c]}" \
+                -v b="${tps[citus,$clients,$base]}" \
+                'BEGIN { printf "| %s | %s | %.0f | %.0f | **%.2f×** | %.2f× |\n", n, c, s, t, t / s, t / b }'
+        done
+    done
+    echo
+    echo "What one 2-core machine can and cannot show: the three Citus nodes and pgbench share 2 cores, so"
+    echo "every call through the coordinator pays the coordinator's planning and a localhost round trip to a"
+    echo "worker per statement, with no extra cores to spread over. It shows the cost per call of going"
+    echo "through the coordinator, not the gain of more machines (README, \"Citus\")."
+} >"$out"
+cat "$out"
