@@ -206,8 +206,8 @@ BEGIN
     END IF;
     IF spread THEN
         DELETE FROM ONLY quota.holds h
-         WHERE h.state <> 'open' AND h.settled_at < settled_before
-           AND (h.origin IS NULL OR h.origin = h.id);
+         WHERE h.state OPERATOR(pg_catalog.<>) 'open' AND h.settled_at OPERATOR(pg_catalog.<) settled_before
+           AND (h.origin IS NULL OR h.origin OPERATOR(pg_catalog.=) h.id);
         GET DIAGNOSTICS total = ROW_COUNT;
         RETURN total;
     END IF;
@@ -442,6 +442,13 @@ BEGIN
         RAISE EXCEPTION 'some of quota''s tables are distributed by hand'
             USING ERRCODE = '55000',
                   HINT = 'Undistribute them (undistribute_table) and let quota.distribute() distribute them all.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM quota.accounts a WHERE a.slots OPERATOR(pg_catalog.>) 0)
+       OR EXISTS (SELECT 1 FROM quota.slots s) THEN
+        RAISE EXCEPTION 'quota cannot be distributed while accounts have slots'
+            USING ERRCODE = '0A000',
+                  DETAIL = 'On Citus an account is one row on its team''s shard; slots are not available there.',
+                  HINT = 'Remove them with quota.set_slots(team, 0, resource) first, and set quota.auto_slots = 0.';
     END IF;
     IF EXISTS (SELECT 1 FROM quota.links l WHERE l.parent IS NOT NULL) THEN
         RAISE EXCEPTION 'quota cannot be distributed while accounts have parents'

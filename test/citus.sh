@@ -68,6 +68,9 @@ early_released=$(q "SELECT reservation FROM quota.reserve_credit('b', 3)")
 
 got=$({ worker -c "\\set VERBOSITY sqlstate" -c "SELECT quota.distribute()" 2>&1 || true; } | sed -n 's/^ERROR: *\([0-9A-Z]\{5\}\).*/\1/p')
 [ "$got" = "55000" ] || fail "distribute() on a worker: '$got', not 55000"
+q "SELECT quota.set_slots('d', 2)" >/dev/null
+expect_code 0A000 "SELECT quota.distribute()"
+q "SELECT quota.set_slots('d', 0)" >/dev/null
 q "SELECT quota.set_parent('c', 'org')" >/dev/null
 expect_code 0A000 "SELECT quota.distribute()"
 check "a refused distribute() distributed nothing" \
@@ -80,7 +83,7 @@ check "distributed tables" \
 check "one colocation group" \
     "SELECT count(DISTINCT colocationid) FROM pg_dist_partition WHERE logicalrelid::text LIKE 'quota.%' AND partmethod = 'h'" 1
 expect_code 55000 "SELECT quota.distribute()"
-echo "citus: refusals ok (on a worker 55000, with parents 0A000 and nothing distributed, twice 55000)"
+echo "citus: refusals ok (on a worker 55000, with slots or parents 0A000 and nothing distributed, twice 55000)"
 
 # ---------------------------------------------------------------- 2. the calls
 check "state kept by distribute()" \
@@ -147,6 +150,17 @@ check "open holds kept" "SELECT count(*) > 0 FROM quota.holds WHERE state = 'ope
 check "purge_history" "SELECT quota.purge_history(now() + interval '1 minute'); SELECT count(*) FROM quota.history" "1
 0"
 check "the closed window is gone from usage_history" "SELECT count(*) FROM quota.usage_history WHERE team = 'tick'" 0
+
+# A cap changed through a worker: a coordinator session that read it before sees the change at once.
+q "SELECT quota.set_account('capped2', 100)" >/dev/null
+q "SELECT quota.set_concurrency('capped2', 5)" >/dev/null
+got=$(psql -X -q -At -v ON_ERROR_STOP=1 <<SQL
+SELECT granted FROM quota.reserve_credit('capped2', 1);
+\\! psql -X -q -At -h "$CITUS_DIR" -p $((CITUS_PORT + 1)) -U postgres -d quota_citus -c "SELECT quota.set_concurrency('capped2', 1)" >/dev/null
+SELECT granted FROM quota.reserve_credit('capped2', 1);
+SQL
+)
+[ "$(echo $got)" = "t f" ] || fail "a cap changed through a worker: the coordinator session answered $(echo $got), not 't f'"
 
 # Alerts: events stored on the team's shard, once per threshold.
 q "SELECT quota.set_account('alerted', 10)" >/dev/null
@@ -229,7 +243,17 @@ echo "citus: $done_tx transactions of 16 connections through the coordinator whi
 # their own.  Citus's own test of whether a session is blocked replaces
 # PostgreSQL's: the waits are on the workers.
 citus_database quota_iso
-PGDATABASE=quota_iso q "SELECT quota.distribute()" >/dev/null
+# A session that made a call before distribute() ran elsewhere: set_slots() is refused at once after it.
+got=$(PGDATABASE=quota_iso psql -X -q -At -v VERBOSITY=sqlstate 2>&1 <<SQL
+SELECT quota.set_account('early', 10);
+SELECT granted FROM quota.charge_credit('early', 1);
+\\! PGDATABASE=quota_iso psql -X -q -At -c "SELECT quota.distribute()" >/dev/null
+SELECT quota.set_slots('early', 4);
+SELECT count(*) FROM quota.slots;
+SQL
+)
+case $got in *0A000*) ;; *) fail "set_slots() in a session older than distribute(): $got" ;; esac
+PGDATABASE=quota_iso q "DELETE FROM quota.accounts WHERE team = 'early'"
 PGDATABASE=quota_iso q "SELECT citus_internal.replace_isolation_tester_func()" >/dev/null
 iso_out=$(mktemp -d /tmp/quota-citus-iso.XXXXXX)
 chmod 777 "$iso_out"

@@ -43,6 +43,14 @@ constexpr size_t kMaxCached = 100000;
 void refresh()
 {
     bridge::guarded([] { AcceptInvalidationMessages(); });
+    /* On Citus no invalidation comes from other nodes: read the thresholds again (as in tree.cpp). */
+    if (storage::distributed()) {
+        cache.clear();
+        stale = false;
+        watched = storage::alert_settings_relid();
+        any_own = true;
+        return;
+    }
     /* No quota.alert_settings when last read: ALTER EXTENSION quota UPDATE may have made it since. */
     if (!stale && !OidIsValid(watched) && OidIsValid(storage::alert_settings_relid()))
         stale = true;

@@ -38,6 +38,18 @@ constexpr size_t kMaxCached = 100000;
 void refresh()
 {
     bridge::guarded([] { AcceptInvalidationMessages(); });
+    /*
+     * On Citus a change made on another node, or by hand through Citus,
+     * sends this node no invalidation: every call reads its account's links
+     * again (one statement on the team's shard).
+     */
+    if (storage::distributed()) {
+        cache.clear();
+        stale = false;
+        watched = storage::links_relid();
+        any = true;
+        return;
+    }
     /* No quota.links when last read: ALTER EXTENSION quota UPDATE may have made it since (no invalidation says so). */
     if (!stale && !OidIsValid(watched) && OidIsValid(storage::links_relid()))
         stale = true;

@@ -67,9 +67,9 @@ Statement try_lock_account_sql = {LOCK_ACCOUNT_SQL(ACCOUNT_COLUMNS, " SKIP LOCKE
  * waits for the call's transaction, and a call made during a move waits for
  * it and then locks the row where the shard now is.  (With FOR UPDATE, a
  * transaction could lock the row on the old placement, the move finish, and
- * its update land on the new placement over another transaction's.)  It
- * always waits: without slots, nothing on a distributed quota needs to skip
- * a busy account (expire_holds() waits for it instead).
+ * its update land on the new placement over another transaction's.)  A
+ * call that must not wait (expire_holds()) takes the row with SKIP LOCKED
+ * first (lock_account()).
  */
 Statement lock_account_citus_sql = {
     "UPDATE ONLY quota.accounts a SET used = a.used WHERE a.team" EQ "$1 AND a.resource" EQ "$2"
@@ -431,7 +431,14 @@ RowLock lock_account(AccountKey key, Account &account, ItemPointerData &row, con
     if (lock_account_direct(key, seen, wait, account, row, found))
         return found;
     Datum values[2] = {key.team, key.resource};
-    execute(citus() ? lock_account_citus_sql : wait ? lock_account_sql : try_lock_account_sql, values, nullptr, false);
+    bool const on_citus = citus();
+    /* On Citus, a call that must not wait first takes the row only if it is free (then the UPDATE does not wait for it). */
+    if (on_citus && !wait)
+        execute(try_lock_account_sql, values, nullptr, false);
+    if (on_citus && (wait || SPI_processed > 0))
+        execute(lock_account_citus_sql, values, nullptr, false);
+    else if (!on_citus)
+        execute(wait ? lock_account_sql : try_lock_account_sql, values, nullptr, false);
     if (SPI_processed == 0) {
         Account exists;
         return !wait && fetch_account(key, exists) ? RowLock::Busy : RowLock::Missing;
@@ -751,7 +758,8 @@ const char *resource_name(AccountKey key)
 
 bool distributed()
 {
-    return citus();
+    /* Not the call's cached answer: callers ask before begin_call() (set_slots(), set_parent()). */
+    return bridge::guarded_value([] { return citus_mode_now(); });
 }
 
 } // namespace quota::storage

@@ -262,6 +262,12 @@ void announce_change(const char *table)
     });
 }
 
+bool citus_mode_now()
+{
+    Oid const relation = table_oid(kAccounts);
+    return OidIsValid(relation) && managed_by_citus(relation);
+}
+
 bool citus_mode()
 {
     static uint64 checked_in = 0;

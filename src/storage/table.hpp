@@ -97,6 +97,9 @@ Relation open_table(const TableSpec &spec, LOCKMODE mode, TableLayout &layout);
  */
 bool citus_mode();
 
+/* The same, asked now (not the answer cached for the call).  Call inside guarded(). */
+bool citus_mode_now();
+
 /*
  * On Citus, after writing quota.<table> (links, alert_settings): tell this
  * node's backends at commit, as the table's trigger does on a single node
