@@ -696,6 +696,12 @@ Account account_from_row(HeapTupleHeader row, bool with_slots)
                 attnums[i] = attribute->attnum;
             }
         }
+        /* Any row is taken (a Citus shard's has its own type), but only one with the account's columns. */
+        for (int i = 0; i < kAccountColumns_1_0; i++)
+            if (attnums[i] == 0)
+                ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                                errmsg("the row has no column \"%s\" of quota.accounts",
+                                       kAccounts.column[kAccountFirstColumn + i].name)));
         account = decode_account([&](int i, bool *isnull) {
             if (i >= columns || attnums[i] == 0) {
                 *isnull = true;
