@@ -44,18 +44,23 @@ measure() {
 }
 
 declare -A tps
+# every contender at every client count on the cluster PG* points at: tps[TARGET,clients,contender]
+measure_all() {
+    local clients c
+    for clients in $clients_list; do
+        for c in "${CONTENDERS[@]}"; do
+            say "$2, $clients clients: $c"
+            tps[$1,$clients,$c]=$(measure "$c" "$clients")
+        done
+    done
+}
 # One node.
 QUOTA_PORT=54330 quota_start_cluster -c shared_buffers=512MB -c max_wal_size=8GB
 createdb bench
 export PGDATABASE=bench
 psql -X -q -v ON_ERROR_STOP=1 -v accounts=10000 -v limit=1000000000000000 -v used=0 -v slots=0 -v alerts=off -v tree=0 \
     -f "$QUOTA_ROOT/bench/setup.sql" >/dev/null
-for clients in $clients_list; do
-    for c in "${CONTENDERS[@]}"; do
-        say "one node, $clients clients: $c"
-        tps[single,$clients,$c]=$(measure "$c" "$clients")
-    done
-done
+measure_all single "one node"
 quota_stop_cluster
 
 # Citus: the same rows, distributed by team.
@@ -72,12 +77,7 @@ SELECT create_distributed_table('bench.cond', 'team', colocate_with => 'bench.ba
 SELECT count(quota.set_account(p || g, 1000000000000000)) FROM generate_series(1, 10000) g, unnest(ARRAY['c', 'r']) p;
 SELECT quota.distribute();
 SQL
-for clients in $clients_list; do
-    for c in "${CONTENDERS[@]}"; do
-        say "Citus, $clients clients: $c"
-        tps[citus,$clients,$c]=$(measure "$c" "$clients")
-    done
-done
+measure_all citus Citus
 citus_stop_cluster
 
 {

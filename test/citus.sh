@@ -45,20 +45,6 @@ check() { # check LABEL SQL EXPECTED
     [ "$got" = "$3" ] || fail "$1: got '$got', expected '$3'"
 }
 worker() { psql -X -q -At -h "$CITUS_DIR" -p $((CITUS_PORT + 1)) -U postgres -d quota_citus "$@"; }
-# Another database on the same three nodes, citus and quota in it, the workers added (Citus keeps its nodes per database).
-citus_database() {
-    local db=$1 n
-    for n in 0 1 2; do
-        psql -X -q -h "$CITUS_DIR" -p $((CITUS_PORT + n)) -U postgres -d postgres -c "CREATE DATABASE $db" >/dev/null
-        psql -X -q -h "$CITUS_DIR" -p $((CITUS_PORT + n)) -U postgres -d "$db" -v ON_ERROR_STOP=1 \
-            -c "SET client_min_messages = warning" -c "CREATE EXTENSION citus" -c "CREATE EXTENSION quota" >/dev/null
-    done
-    psql -X -q -h "$CITUS_DIR" -p "$CITUS_PORT" -U postgres -d "$db" -v ON_ERROR_STOP=1 >/dev/null <<SQL
-SELECT citus_set_coordinator_host('localhost', $CITUS_PORT);
-SELECT citus_add_node('localhost', $((CITUS_PORT + 1)));
-SELECT citus_add_node('localhost', $((CITUS_PORT + 2)));
-SQL
-}
 
 # ---------------------------------------------------------------- 1. refusals
 q "SELECT quota.set_account(t, 100) FROM unnest(ARRAY['a', 'b', 'c', 'd', 'org']) t" >/dev/null

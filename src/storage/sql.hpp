@@ -36,6 +36,7 @@ struct Statement {
     SPIPlanPtr plan = nullptr;
     bool prepared_for_1_0 = false;
     bool prepared_on_citus = false; /* a plan for each run's values (storage::citus_mode()) */
+    bool routed = false;            /* names its team by a parameter: Citus sends it to one shard */
 };
 
 /*

@@ -318,9 +318,9 @@ bool routed_by_team(const char *sql)
  */
 SPIPlanPtr prepare(const char *sql, const Statement &statement, bool on_citus)
 {
-    bool const routed = routed_by_team(sql);
     SPIPlanPtr plan = SPI_prepare_cursor(sql, statement.nargs, const_cast<Oid *>(statement.types),
-                                         on_citus && !routed ? CURSOR_OPT_CUSTOM_PLAN : CURSOR_OPT_GENERIC_PLAN);
+                                         on_citus && !statement.routed ? CURSOR_OPT_CUSTOM_PLAN
+                                                                       : CURSOR_OPT_GENERIC_PLAN);
     if (plan == nullptr)
         elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
     if (SPI_keepplan(plan) != 0)
@@ -349,6 +349,7 @@ void execute(Statement &statement, Datum *values, const char *nulls, bool read_o
             statement.plan = nullptr;
         }
         if (statement.plan == nullptr) {
+            statement.routed = routed_by_team(for_1_0 ? statement.sql_1_0 : statement.sql);
             statement.plan = prepare(for_1_0 ? statement.sql_1_0 : statement.sql, statement, on_citus);
             statement.prepared_for_1_0 = for_1_0;
             statement.prepared_on_citus = on_citus;
@@ -359,7 +360,7 @@ void execute(Statement &statement, Datum *values, const char *nulls, bool read_o
          * would open up to 16 per worker for each call, and with many
          * clients wait for its shared pool of connections.
          */
-        int const nest = on_citus && !routed_by_team(for_1_0 ? statement.sql_1_0 : statement.sql) ? NewGUCNestLevel() : 0;
+        int const nest = on_citus && !statement.routed ? NewGUCNestLevel() : 0;
         if (nest != 0)
             (void) set_config_option("citus.max_adaptive_executor_pool_size", "1", PGC_USERSET, PGC_S_SESSION,
                                      GUC_ACTION_SAVE, true, 0, false);
@@ -431,14 +432,15 @@ RowLock lock_account(AccountKey key, Account &account, ItemPointerData &row, con
     if (lock_account_direct(key, seen, wait, account, row, found))
         return found;
     Datum values[2] = {key.team, key.resource};
-    bool const on_citus = citus();
-    /* On Citus, a call that must not wait first takes the row only if it is free (then the UPDATE does not wait for it). */
-    if (on_citus && !wait)
-        execute(try_lock_account_sql, values, nullptr, false);
-    if (on_citus && (wait || SPI_processed > 0))
-        execute(lock_account_citus_sql, values, nullptr, false);
-    else if (!on_citus)
+    if (!citus()) {
         execute(wait ? lock_account_sql : try_lock_account_sql, values, nullptr, false);
+    } else {
+        /* A call that must not wait first takes the row only if it is free (then the UPDATE does not wait for it). */
+        if (!wait)
+            execute(try_lock_account_sql, values, nullptr, false);
+        if (wait || SPI_processed > 0)
+            execute(lock_account_citus_sql, values, nullptr, false);
+    }
     if (SPI_processed == 0) {
         Account exists;
         return !wait && fetch_account(key, exists) ? RowLock::Busy : RowLock::Missing;
@@ -561,8 +563,7 @@ ExpiredHolds expired_holds_result()
 bool read_hold(int64 id, Hold &hold)
 {
     Datum values[1] = {Int64GetDatum(id)};
-    Statement &statement = has_origin_column() ? read_hold_origin_sql : read_hold_sql;
-    execute(statement, values, nullptr, false);
+    execute(has_origin_column() ? read_hold_origin_sql : read_hold_sql, values, nullptr, false);
     if (SPI_processed == 0)
         return false;
     hold = decode_hold();
@@ -584,7 +585,6 @@ int64 next_hold_id()
     finish();
     return id;
 }
-
 
 bool find_hold(AccountKey key, Datum idempotency_key, Hold &hold)
 {
@@ -764,8 +764,7 @@ const char *resource_name(AccountKey key)
 
 bool distributed()
 {
-    /* Not the call's cached answer: callers ask before begin_call() (set_slots(), set_parent()). */
-    return bridge::guarded_value([] { return citus_mode_now(); });
+    return citus();
 }
 
 } // namespace quota::storage

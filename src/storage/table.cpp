@@ -262,20 +262,21 @@ void announce_change(const char *table)
     });
 }
 
-bool citus_mode_now()
-{
-    Oid const relation = table_oid(kAccounts);
-    return OidIsValid(relation) && managed_by_citus(relation);
-}
-
 bool citus_mode()
 {
+    /*
+     * Once per call, and again in each transaction: a caller may ask before
+     * its call begins (set_slots(), set_parent(), the links of a chain), and
+     * quota.distribute() may have committed since the last call.
+     */
     static uint64 checked_in = 0;
+    static LocalTransactionId checked_xact = InvalidLocalTransactionId;
     static bool distributed = false;
-    if (checked_in != current_call || current_call == 0) {
+    if (checked_in != current_call || current_call == 0 || checked_xact != MyProc->lxid) {
         Oid const relation = table_oid(kAccounts);
         distributed = OidIsValid(relation) && managed_by_citus(relation);
         checked_in = current_call;
+        checked_xact = MyProc->lxid;
     }
     return distributed;
 }

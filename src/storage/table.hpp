@@ -92,13 +92,10 @@ Relation open_table(const TableSpec &spec, LOCKMODE mode, TableLayout &layout);
 
 /*
  * Citus distributes quota's tables (quota.distribute()): statements must
- * name the team of the rows they touch.  Decided once per call.  Call
- * inside guarded().
+ * name the team of the rows they touch.  Decided once per call and
+ * transaction.  Call inside guarded().
  */
 bool citus_mode();
-
-/* The same, asked now (not the answer cached for the call).  Call inside guarded(). */
-bool citus_mode_now();
 
 /*
  * On Citus, after writing quota.<table> (links, alert_settings): tell this

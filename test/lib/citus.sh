@@ -7,6 +7,7 @@
 #                          ../shared/deps/citus-13.0.5.tar.gz by citus_install)
 #   citus_start_cluster DB start the three nodes (ports CITUS_PORT, +1, +2), create DB on each
 #                          with citus and quota, add the workers; PGHOST/PGPORT point at the coordinator
+#   citus_database DB      another database on the running nodes, set up the same way
 #   citus_stop_cluster     stop them and delete their files (also on exit)
 
 CITUS_PORT=${CITUS_PORT:-54511}
@@ -62,8 +63,17 @@ citus_start_cluster() {
         as_cluster_user initdb -D "$CITUS_DIR/node$n" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
         as_cluster_user pg_ctl -D "$CITUS_DIR/node$n" -l "$CITUS_DIR/node$n.log" -w \
             -o "-p $port -k $CITUS_DIR -c listen_addresses=localhost -c shared_preload_libraries=citus -c max_connections=200 -c max_prepared_transactions=100 -c citus.max_cached_conns_per_worker=4" start >/dev/null
-        psql -X -q -h "$CITUS_DIR" -p "$port" -U postgres -d postgres -c "CREATE DATABASE $db" >/dev/null
-        psql -X -q -h "$CITUS_DIR" -p "$port" -U postgres -d "$db" -v ON_ERROR_STOP=1 \
+    done
+    citus_database "$db"
+    export PGHOST=$CITUS_DIR PGPORT=$CITUS_PORT PGUSER=postgres PGDATABASE=$db
+}
+
+# A database on the three nodes, citus and quota in it, the workers added (Citus keeps its nodes per database).
+citus_database() {
+    local db=$1 n
+    for n in 0 1 2; do
+        psql -X -q -h "$CITUS_DIR" -p $((CITUS_PORT + n)) -U postgres -d postgres -c "CREATE DATABASE $db" >/dev/null
+        psql -X -q -h "$CITUS_DIR" -p $((CITUS_PORT + n)) -U postgres -d "$db" -v ON_ERROR_STOP=1 \
             -c "SET client_min_messages = warning" -c "CREATE EXTENSION citus" -c "CREATE EXTENSION quota" >/dev/null
     done
     psql -X -q -h "$CITUS_DIR" -p "$CITUS_PORT" -U postgres -d "$db" -v ON_ERROR_STOP=1 >/dev/null <<SQL
@@ -71,5 +81,4 @@ SELECT citus_set_coordinator_host('localhost', $CITUS_PORT);
 SELECT citus_add_node('localhost', $((CITUS_PORT + 1)));
 SELECT citus_add_node('localhost', $((CITUS_PORT + 2)));
 SQL
-    export PGHOST=$CITUS_DIR PGPORT=$CITUS_PORT PGUSER=postgres PGDATABASE=$db
 }
