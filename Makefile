@@ -17,6 +17,7 @@ OBJS = \
 	src/budget/alerts.o \
 	src/storage/history.o \
 	src/storage/links.o \
+	src/storage/delegate.o \
 	src/budget/tree.o \
 	src/entry/functions.o
 DATA         = $(wildcard sql/quota--*.sql)

@@ -413,12 +413,38 @@ $$;
 COMMENT ON FUNCTION quota._cluster_id(bigint) IS 'internal: an id unique over a Citus cluster (quota.distribute())';
 REVOKE EXECUTE ON FUNCTION quota._cluster_id(bigint) FROM PUBLIC;
 
+-- On a distributed quota (quota.distribute()): the spending calls' twins,
+-- which Citus runs on the worker that holds the team.  The public function
+-- checks its arguments, then calls its twin; the twin replies with the
+-- alert payloads it raised, which the public function notifies where it was
+-- called.  Internal: not for calling directly.
+CREATE FUNCTION quota._charge_credit_on_shard(team text, amount bigint, resource text, allow_overdraft boolean,
+    settings text[], OUT granted boolean, OUT reservation bigint, OUT used bigint, OUT held bigint, OUT credit_limit bigint,
+    OUT remaining bigint, OUT resets_at timestamptz, OUT retry_after integer, OUT notices text[])
+    RETURNS record LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'quota_charge_credit_on_shard';
+CREATE FUNCTION quota._reserve_credit_on_shard(team text, amount bigint, resource text, expires_at timestamptz,
+    idempotency_key text, settings text[],
+    OUT granted boolean, OUT reservation bigint, OUT used bigint, OUT held bigint, OUT credit_limit bigint,
+    OUT remaining bigint, OUT resets_at timestamptz, OUT retry_after integer, OUT notices text[])
+    RETURNS record LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'quota_reserve_credit_on_shard';
+CREATE FUNCTION quota._commit_credit_on_shard(team text, reservation_id bigint, amount bigint, settings text[],
+    OUT granted boolean, OUT reservation bigint, OUT used bigint, OUT held bigint, OUT credit_limit bigint,
+    OUT remaining bigint, OUT resets_at timestamptz, OUT retry_after integer, OUT notices text[])
+    RETURNS record LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'quota_commit_credit_on_shard';
+CREATE FUNCTION quota._release_credit_on_shard(team text, reservation bigint)
+    RETURNS boolean LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'quota_release_credit_on_shard';
+REVOKE EXECUTE ON FUNCTION quota._charge_credit_on_shard(text, bigint, text, boolean, text[]),
+    quota._reserve_credit_on_shard(text, bigint, text, timestamptz, text, text[]),
+    quota._commit_credit_on_shard(text, bigint, bigint, text[]),
+    quota._release_credit_on_shard(text, bigint) FROM PUBLIC;
+
 CREATE FUNCTION quota.distribute()
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    fn pg_catalog.text;
     tbl text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'citus') THEN
@@ -473,11 +499,19 @@ BEGIN
     END LOOP;
     PERFORM pg_catalog.create_reference_table('quota.history_purged');
 
-    -- The functions are not delegated to the workers (create_distributed_function):
-    -- Citus 13.0.5 crashes the coordinator when a delegated call's distribution
-    -- argument is NULL (FindShardInterval hashes the NULL), and a NULL team must
-    -- be a 22004 error.  Every call runs on the coordinator, its statements
-    -- routed by Citus to the team's shard.
+    -- The spending calls go to the worker that holds their team in one hop:
+    -- quota.charge_credit() and the others check their arguments where they
+    -- are called (a NULL team is refused there: Citus 13.0.5 crashes planning
+    -- a delegated call whose distribution argument is NULL) and then call
+    -- their twin below, which Citus delegates by its team.
+    FOREACH fn IN ARRAY ARRAY[
+        'quota._charge_credit_on_shard(text, bigint, text, boolean, text[])',
+        'quota._reserve_credit_on_shard(text, bigint, text, timestamptz, text, text[])',
+        'quota._commit_credit_on_shard(text, bigint, bigint, text[])',
+        'quota._release_credit_on_shard(text, bigint)'] LOOP
+        PERFORM pg_catalog.create_distributed_function(CAST(fn AS pg_catalog.regprocedure), 'team',
+                                                      colocate_with => 'quota.accounts', force_delegation => true);
+    END LOOP;
 END
 $$;
 

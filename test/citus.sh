@@ -10,7 +10,10 @@
 #   2. the calls through the coordinator, alone and inside transaction
 #      blocks: charge, reserve, commit, release, keyed retries, denials,
 #      caps, alerts, expiry, quota.usage, bad input, holds made before
-#      distribute(), ids unique over the nodes (calls made on a worker too)
+#      distribute(), ids unique over the nodes (calls made on a worker too);
+#      each spending call delegated to its team's worker in one command,
+#      its errors as on one node, the caller's settings sent with it, its
+#      alerts notified on the node the application called
 #   3. the last credit: 16 connections race for 10 credits, exactly 10 granted
 #   4. 16 connections spend through the coordinator while a shard moves
 #      between the workers three times (citus_move_shard_placement): no
@@ -155,6 +158,55 @@ q "SELECT quota.charge_credit('alerted', 6)" >/dev/null
 q "BEGIN; SELECT quota.charge_credit('alerted', 4); COMMIT;" >/dev/null
 check "alert events" "SELECT string_agg(threshold::text, ',' ORDER BY threshold) FROM quota.events WHERE team = 'alerted'" "50,100"
 
+# Delegation: a spending call is one command to its team's worker (Citus logs what it sends).
+sent() { psql -X -q -At -v ON_ERROR_STOP=1 -c "SET citus.log_remote_commands = on" -c "SET client_min_messages = log" -c "$1" 2>&1 |
+    sed -n 's/^NOTICE: *issuing //p' | grep -v -e '^BEGIN' -e '^COMMIT' -e '^PREPARE' -e '^SELECT assign_distributed_transaction_id' | sed 's/(.*//'; }
+[ "$(sent "SELECT quota.charge_credit('c', 1)")" = "SELECT granted, reservation, used, held, credit_limit, remaining, resets_at, retry_after, notices FROM quota._charge_credit_on_shard" ] ||
+    fail "charge_credit was not one delegated call: $(sent "SELECT quota.charge_credit('c', 1)")"
+[ "$(sent "SELECT quota.reserve_credit('c', 1)")" = "SELECT granted, reservation, used, held, credit_limit, remaining, resets_at, retry_after, notices FROM quota._reserve_credit_on_shard" ] ||
+    fail "reserve_credit was not one delegated call"
+[ "$(sent "SELECT quota.is_team_limited('c')" | sed 's/_[0-9]* .*//')" = "SELECT credit_limit, unlimited, period, anchor, window_start, resets_at, used, held, next_expiry, slots FROM ONLY quota.accounts" ] ||
+    fail "is_team_limited was not one read on the team's shard: $(sent "SELECT quota.is_team_limited('c')")"
+[ "$(sent "BEGIN; SELECT quota.charge_credit('c', 1); SELECT quota.charge_credit('d', 1); COMMIT;" | sort -u)" = \
+  "SELECT granted, reservation, used, held, credit_limit, remaining, resets_at, retry_after, notices FROM quota._charge_credit_on_shard" ] ||
+    fail "charges in a transaction block were not delegated"
+r3=$(q "SELECT reservation FROM quota.reserve_credit('c', 2)")
+[ "$(sent "SELECT quota.commit_credit($r3)" | grep -c '_on_shard')" = 1 ] || fail "commit_credit was not one delegated call after the lookup"
+r3=$(q "SELECT reservation FROM quota.reserve_credit('c', 2)")
+[ "$(sent "SELECT quota.release_credit($r3)" | grep -c '_on_shard')" = 1 ] || fail "release_credit was not one delegated call after the lookup"
+
+# A delegated call inside savepoints and an exception block: rolled back with them.
+q "SELECT quota.set_account(t, 100) FROM unnest(ARRAY['sp-a', 'sp-b']) t" >/dev/null
+q "BEGIN; SAVEPOINT s; SELECT quota.charge_credit('sp-a', 5); ROLLBACK TO s; SELECT quota.charge_credit('sp-a', 1); SAVEPOINT t; SELECT quota.charge_credit('sp-b', 1); RELEASE t; COMMIT;" >/dev/null
+q "DO \$\$ BEGIN BEGIN PERFORM quota.charge_credit('sp-b', 7); PERFORM quota.charge_credit('nobody', 1); EXCEPTION WHEN no_data_found THEN NULL; END; PERFORM quota.charge_credit('sp-a', 2); END \$\$" >/dev/null
+check "savepoints and an exception block" "SELECT string_agg(team || ':' || used, ' ' ORDER BY team) FROM quota.usage WHERE team LIKE 'sp-%'" "sp-a:3 sp-b:1"
+
+# A delegated call's error reads as on one node: no trace of the hop.
+got=$(psql -X -q -At -c "SELECT quota.charge_credit('nobody', 1)" 2>&1 || true)
+case "$got" in *"while executing command"*|*"_on_shard"*) fail "an error carries the hop: $got" ;; esac
+case "$got" in *'quota account "nobody" for resource "credits" does not exist'*) ;; *) fail "unknown account: $got" ;; esac
+
+# The caller's settings travel with the call (a superuser's SET on the coordinator, not the workers' config).
+check "quota.default_limit of the calling session" \
+    "SET quota.default_limit = '7'; SELECT credit_limit, used FROM quota.charge_credit('fresh', 2)" "7|2"
+check "quota.default_alerts of the calling session" \
+    "SET quota.default_limit = '10'; SET quota.default_alerts = '50'; SELECT FROM quota.charge_credit('fresh-alerted', 6); SELECT count(*) FROM quota.events WHERE team = 'fresh-alerted'" 1
+# ... for that call only: the worker's connection that Citus keeps for the session does not keep them.
+after_reset=()
+for i in 3 4 5 6 7 8; do after_reset+=(-c "SELECT quota.charge_credit('fresh-$i', 1)"); done
+got=$(psql -X -q -At -c "SET quota.default_limit = '7'" -c "SELECT quota.charge_credit('fresh-' || g, 1) FROM generate_series(1, 2) g" \
+    -c "RESET quota.default_limit" "${after_reset[@]}" 2>&1 | grep -c 'does not exist' || true)
+[ "$got" = 6 ] || fail "a call's settings stayed on the worker's connection ($got of 6 calls refused after RESET)"
+
+# Alerts raised on a worker are notified on the node the application called, on commit only.
+q "SELECT quota.set_account(t, 10) FROM unnest(ARRAY['heard', 'unheard', 'muted']) t" >/dev/null
+q "SELECT quota.set_alerts(t, '{50}') FROM unnest(ARRAY['heard', 'unheard', 'muted']) t" >/dev/null
+notified() { psql -X -q -v ON_ERROR_STOP=1 -c "LISTEN quota_events" -c "$1" -c "SELECT 1" 2>&1 | grep -c "^Asynchronous notification \"quota_events\" with payload \"{\"id\":[0-9]*,\"team\":\"$2\"" || true; }
+[ "$(notified "SELECT quota.charge_credit('heard', 6)" heard)" = 1 ] || fail "an alert raised on a worker was not notified through the coordinator"
+[ "$(notified "BEGIN; SELECT quota.charge_credit('unheard', 6); ROLLBACK;" unheard)" = 0 ] || fail "a rolled-back alert was notified"
+[ "$(notified "SET quota.notify_events = off; SELECT quota.charge_credit('muted', 6)" muted)" = 0 ] || fail "quota.notify_events = off still notified"
+check "a muted alert is stored" "SELECT count(*) FROM quota.events WHERE team = 'muted'" 1
+
 # Reservation ids: unique over the nodes.  A call made on a worker (Citus lets
 # any node with metadata run it) draws them from that node's sequence, in its group.
 q "SELECT quota.set_account('id-' || g, 1000) FROM generate_series(1, 20) g" >/dev/null
@@ -165,11 +217,11 @@ done
 w=$(worker -c "SELECT reservation FROM quota.reserve_credit('id-1', 1)")
 check "a reservation made on a worker, committed through the coordinator" "SELECT granted FROM quota.commit_credit($w)" t
 check "ids unique over the cluster" "SELECT count(*) = count(DISTINCT id) FROM quota.holds" t
-check "ids drawn on a worker carry its group" \
+check "ids carry the group of the node that made them (the team's worker)" \
     "SELECT count(DISTINCT id >> 48) FROM quota.holds WHERE team LIKE 'id-%'" 2
 check "every hold is its account's" \
     "SELECT count(*) FROM (SELECT u.team FROM quota.usage u LEFT JOIN (SELECT team, sum(amount) s FROM quota.holds WHERE state = 'open' GROUP BY team) h USING (team) WHERE u.held <> coalesce(h.s, 0)) x" 0
-echo "citus: the calls through the coordinator ok (alone and in transactions, legacy holds, keys, denials, caps, expiry, purges, alerts, usage and usage_history, bad input, ids)"
+echo "citus: the calls through the coordinator ok (alone and in transactions, legacy holds, keys, denials, caps, expiry, purges, alerts, usage and usage_history, bad input, ids; delegated in one command each, errors as on one node, settings sent, alerts notified where called)"
 
 # ---------------------------------------------------------------- 3. the last credit
 q "SELECT quota.set_account('race', 10)" >/dev/null

@@ -121,7 +121,13 @@ Got take(AccountKey key, TimestampTz now, Locked &locked, bool wait, bool with_s
     /* A transaction that holds a slot here and locks of other accounts never waits for the slots (locks.hpp). */
     if (!wait && locks::holds_beyond_call(key))
         return Got::Busy;
-    storage::RowLock got = storage::lock_account(key, locked.account, locked.row, seen, false);
+    /*
+     * First without waiting, to see whether the account is contended (a hot
+     * account gets slots).  A distributed quota has no slots: a call that
+     * may wait just takes the row (on Citus each try is a statement more).
+     */
+    bool const try_first = !wait || !storage::distributed();
+    storage::RowLock got = storage::lock_account(key, locked.account, locked.row, seen, !try_first);
     if (got == storage::RowLock::Busy) {
         if (!wait)
             return Got::Busy;

@@ -483,6 +483,9 @@ bool release(int64 reservation)
 
 bool is_limited(AccountKey key)
 {
+    /* No parents on a distributed quota (distribute() and set_parent() refuse them): one read on the team's shard. */
+    if (storage::distributed())
+        return ledger::is_limited(key);
     Read const first = links_of(key);
     if (!first.links.has_parent)
         return ledger::is_limited(key);

@@ -15,6 +15,7 @@
 #include "budget/ledger.hpp"
 #include "budget/settings.hpp"
 #include "budget/tree.hpp"
+#include "storage/delegate.hpp"
 
 #include <algorithm>
 #include <vector>
@@ -38,6 +39,10 @@ PG_FUNCTION_INFO_V1(quota_set_alerts);
 PG_FUNCTION_INFO_V1(quota_set_parent);
 PG_FUNCTION_INFO_V1(quota_set_concurrency);
 PG_FUNCTION_INFO_V1(quota_alert_settings_changed);
+PG_FUNCTION_INFO_V1(quota_charge_credit_on_shard);
+PG_FUNCTION_INFO_V1(quota_reserve_credit_on_shard);
+PG_FUNCTION_INFO_V1(quota_commit_credit_on_shard);
+PG_FUNCTION_INFO_V1(quota_release_credit_on_shard);
 }
 
 namespace quota::sql {
@@ -80,18 +85,15 @@ int64 amount_arg(FunctionCallInfo fcinfo, int arg)
     return amount;
 }
 
-/* A row of type quota.grant. */
-Datum grant_row(FunctionCallInfo fcinfo, const Grant &grant)
-{
-    TupleDesc desc;
-    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
-        elog(ERROR, "return type must be a row type");
-    desc = BlessTupleDesc(desc);
+/* quota.grant's columns, in order (a twin's reply adds its alert payloads: storage/delegate.hpp). */
+constexpr int kGrantColumns = 8;
 
+void grant_values(const Grant &grant, Datum *values, bool *nulls)
+{
     Usage const &usage = grant.usage;
-    Datum values[8];
-    bool nulls[8] = {false, !grant.has_reservation, false, false, usage.unlimited, usage.unlimited,
-                     !usage.has_period, !grant.has_retry_after};
+    bool const set_nulls[kGrantColumns] = {false, !grant.has_reservation, false, false, usage.unlimited,
+                                           usage.unlimited, !usage.has_period, !grant.has_retry_after};
+    std::copy(set_nulls, set_nulls + kGrantColumns, nulls);
     values[0] = BoolGetDatum(grant.granted);
     values[1] = Int64GetDatum(grant.reservation);
     values[2] = Int64GetDatum(usage.used);
@@ -104,7 +106,39 @@ Datum grant_row(FunctionCallInfo fcinfo, const Grant &grant)
     }
     values[6] = TimestampTzGetDatum(usage.resets_at);
     values[7] = Int32GetDatum(grant.retry_after);
-    return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
+TupleDesc result_desc(FunctionCallInfo fcinfo)
+{
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+        elog(ERROR, "return type must be a row type");
+    return BlessTupleDesc(desc);
+}
+
+/* A row of type quota.grant. */
+Datum grant_row(FunctionCallInfo fcinfo, const Grant &grant)
+{
+    Datum values[kGrantColumns];
+    bool nulls[kGrantColumns];
+    grant_values(grant, values, nulls);
+    return HeapTupleGetDatum(heap_form_tuple(result_desc(fcinfo), values, nulls));
+}
+
+/* A twin's reply (quota._*_on_shard): quota.grant's columns and the alert payloads of the call, which ends here. */
+Datum shard_reply(FunctionCallInfo fcinfo, const Grant &grant)
+{
+    Datum values[kGrantColumns + 1];
+    bool nulls[kGrantColumns + 1];
+    grant_values(grant, values, nulls);
+    values[kGrantColumns] = storage::leave_shard_call(&nulls[kGrantColumns]);
+    return HeapTupleGetDatum(heap_form_tuple(result_desc(fcinfo), values, nulls));
+}
+
+/* A twin's settings argument: the caller's (storage/delegate.hpp). */
+Datum settings_arg(FunctionCallInfo fcinfo, int arg)
+{
+    return PG_ARGISNULL(arg) ? (Datum) 0 : PG_GETARG_DATUM(arg);
 }
 
 /* set_account(team, credit_limit, resource, period, anchor, unlimited) */
@@ -198,21 +232,53 @@ Datum set_concurrency(FunctionCallInfo fcinfo)
     PG_RETURN_VOID();
 }
 
+/*
+ * The spending calls.  Each checks its arguments where it is called; on a
+ * distributed quota it then sends itself to its team's shard through its
+ * twin, quota._<name>_on_shard (storage/delegate.hpp), which runs the same
+ * budget code there.
+ */
+
+/* The expiry a reserve's hold_for gives (argument `arg`), if set. */
+bool expiry_arg(FunctionCallInfo fcinfo, int arg, TimestampTz &expires_at)
+{
+    if (PG_ARGISNULL(arg))
+        return false;
+    expires_at = hold_expiry(GetCurrentTransactionStartTimestamp(), check_interval("hold_for", PG_GETARG_INTERVAL_P(arg)));
+    return true;
+}
+
+bool idempotency_key_arg(FunctionCallInfo fcinfo, int arg, Datum &idempotency_key)
+{
+    if (PG_ARGISNULL(arg))
+        return false;
+    check_key(text_bytes(fcinfo, arg));
+    idempotency_key = PointerGetDatum(PG_GETARG_TEXT_PP(arg));
+    return true;
+}
+
+bool commit_amount_arg(FunctionCallInfo fcinfo, int arg, int64 &amount)
+{
+    if (PG_ARGISNULL(arg))
+        return false;
+    amount = PG_GETARG_INT64(arg);
+    check_commit_amount(amount);
+    return true;
+}
+
 /* reserve_credit(team, amount, resource, hold_for, idempotency_key) */
 Datum reserve_credit(FunctionCallInfo fcinfo)
 {
     AccountKey const key = key_args(fcinfo, 0, 2);
     int64 const amount = amount_arg(fcinfo, 1);
     TimestampTz expires_at = 0;
-    bool const has_hold_for = !PG_ARGISNULL(3);
-    if (has_hold_for)
-        expires_at = hold_expiry(GetCurrentTransactionStartTimestamp(), check_interval("hold_for", PG_GETARG_INTERVAL_P(3)));
+    bool const has_hold_for = expiry_arg(fcinfo, 3, expires_at);
     Datum idempotency_key = (Datum) 0;
-    bool const has_key = !PG_ARGISNULL(4);
-    if (has_key) {
-        check_key(text_bytes(fcinfo, 4));
-        idempotency_key = PointerGetDatum(PG_GETARG_TEXT_PP(4));
-    }
+    bool const has_key = idempotency_key_arg(fcinfo, 4, idempotency_key);
+    storage::no_shard_call();
+    if (storage::delegates())
+        return grant_row(fcinfo, storage::reserve_on_shard(key, amount, has_hold_for ? &expires_at : nullptr,
+                                                           has_key ? &idempotency_key : nullptr));
     Grant const grant = tree::reserve(key, amount, has_hold_for ? &expires_at : nullptr,
                                         has_key ? &idempotency_key : nullptr);
     return grant_row(fcinfo, grant);
@@ -223,12 +289,12 @@ Datum commit_credit(FunctionCallInfo fcinfo)
 {
     require(fcinfo, 0, "reservation");
     int64 amount = 0;
-    bool const has_amount = !PG_ARGISNULL(1);
-    if (has_amount) {
-        amount = PG_GETARG_INT64(1);
-        check_commit_amount(amount);
-    }
-    Grant const grant = tree::commit(PG_GETARG_INT64(0), has_amount ? &amount : nullptr);
+    bool const has_amount = commit_amount_arg(fcinfo, 1, amount);
+    storage::no_shard_call();
+    Grant grant;
+    if (storage::delegates() && storage::commit_on_shard(PG_GETARG_INT64(0), has_amount ? &amount : nullptr, grant))
+        return grant_row(fcinfo, grant);
+    grant = tree::commit(PG_GETARG_INT64(0), has_amount ? &amount : nullptr);
     return grant_row(fcinfo, grant);
 }
 
@@ -236,6 +302,10 @@ Datum commit_credit(FunctionCallInfo fcinfo)
 Datum release_credit(FunctionCallInfo fcinfo)
 {
     require(fcinfo, 0, "reservation");
+    storage::no_shard_call();
+    bool released = false;
+    if (storage::delegates() && storage::release_on_shard(PG_GETARG_INT64(0), released))
+        PG_RETURN_BOOL(released);
     PG_RETURN_BOOL(tree::release(PG_GETARG_INT64(0)));
 }
 
@@ -245,13 +315,74 @@ Datum charge_credit(FunctionCallInfo fcinfo)
     AccountKey const key = key_args(fcinfo, 0, 2);
     int64 const amount = amount_arg(fcinfo, 1);
     require(fcinfo, 3, "allow_overdraft");
+    storage::no_shard_call();
+    if (storage::delegates())
+        return grant_row(fcinfo, storage::charge_on_shard(key, amount, PG_GETARG_BOOL(3)));
     return grant_row(fcinfo, tree::charge(key, amount, PG_GETARG_BOOL(3)));
 }
 
-/* is_team_limited(team, resource) */
+/*
+ * is_team_limited(team, resource).  Not sent as a call on a distributed
+ * quota: it is one read that names its team, which Citus routes to the
+ * shard by itself (sent as a call it measured slower: bench/RESULTS-1.2-citus.md).
+ */
 Datum is_team_limited(FunctionCallInfo fcinfo)
 {
     PG_RETURN_BOOL(tree::is_limited(key_args(fcinfo, 0, 1)));
+}
+
+/*
+ * The twins, on the team's shard (Citus sent them there; internal, not
+ * executable by PUBLIC).  Their arguments were checked by the public
+ * function; they are checked again all the same.
+ */
+
+/* _charge_credit_on_shard(team, amount, resource, allow_overdraft, settings) */
+Datum charge_credit_on_shard(FunctionCallInfo fcinfo)
+{
+    AccountKey const key = key_args(fcinfo, 0, 2);
+    int64 const amount = amount_arg(fcinfo, 1);
+    require(fcinfo, 3, "allow_overdraft");
+    storage::enter_shard_call(key.team, settings_arg(fcinfo, 4));
+    return shard_reply(fcinfo, tree::charge(key, amount, PG_GETARG_BOOL(3)));
+}
+
+/* _reserve_credit_on_shard(team, amount, resource, expires_at, idempotency_key, settings) */
+Datum reserve_credit_on_shard(FunctionCallInfo fcinfo)
+{
+    AccountKey const key = key_args(fcinfo, 0, 2);
+    int64 const amount = amount_arg(fcinfo, 1);
+    bool const has_expiry = !PG_ARGISNULL(3);
+    TimestampTz const expires_at = has_expiry ? PG_GETARG_TIMESTAMPTZ(3) : 0;
+    Datum idempotency_key = (Datum) 0;
+    bool const has_key = idempotency_key_arg(fcinfo, 4, idempotency_key);
+    storage::enter_shard_call(key.team, settings_arg(fcinfo, 5));
+    Grant const grant = tree::reserve(key, amount, has_expiry ? &expires_at : nullptr,
+                                        has_key ? &idempotency_key : nullptr);
+    return shard_reply(fcinfo, grant);
+}
+
+/* _commit_credit_on_shard(team, reservation, amount, settings) */
+Datum commit_credit_on_shard(FunctionCallInfo fcinfo)
+{
+    Datum const team = name_arg(fcinfo, 0, "team");
+    require(fcinfo, 1, "reservation");
+    int64 amount = 0;
+    bool const has_amount = commit_amount_arg(fcinfo, 2, amount);
+    storage::enter_shard_call(team, settings_arg(fcinfo, 3));
+    return shard_reply(fcinfo, tree::commit(PG_GETARG_INT64(1), has_amount ? &amount : nullptr));
+}
+
+/* _release_credit_on_shard(team, reservation) */
+Datum release_credit_on_shard(FunctionCallInfo fcinfo)
+{
+    Datum const team = name_arg(fcinfo, 0, "team");
+    require(fcinfo, 1, "reservation");
+    storage::enter_shard_call(team, (Datum) 0);
+    bool const released = tree::release(PG_GETARG_INT64(1));
+    bool isnull = false;
+    (void) storage::leave_shard_call(&isnull);
+    PG_RETURN_BOOL(released);
 }
 
 /* expire_holds() */
@@ -382,5 +513,9 @@ QUOTA_FUNCTION(release_credit, Owner, Writes)
 QUOTA_FUNCTION(charge_credit, Owner, Writes)
 QUOTA_FUNCTION(expire_holds, Owner, Writes)
 QUOTA_FUNCTION(is_team_limited, Owner, Reads)
+QUOTA_FUNCTION(charge_credit_on_shard, Owner, Writes)
+QUOTA_FUNCTION(reserve_credit_on_shard, Owner, Writes)
+QUOTA_FUNCTION(commit_credit_on_shard, Owner, Writes)
+QUOTA_FUNCTION(release_credit_on_shard, Owner, Writes)
 QUOTA_FUNCTION(window_at, Caller, Reads)
 QUOTA_FUNCTION(account_state, Caller, Reads)

@@ -12,6 +12,7 @@
 #include "storage/store.hpp"
 
 #include "bridge/guard.hpp"
+#include "storage/delegate.hpp"
 #include "storage/schema.hpp"
 #include "storage/sql.hpp"
 
@@ -74,6 +75,9 @@ Statement insert_event_citus_sql = {
         "SELECT pg_catalog.pg_notify('quota_events', CAST(pg_catalog.row_to_json(e) AS pg_catalog.text)) FROM e"),
     nullptr, 9, EVENT_TYPES};
 Statement store_event_citus_sql = {INSERT_EVENT_CITUS("SELECT FROM e"), nullptr, 9, EVENT_TYPES};
+/* In a call sent to its team's shard (delegate.hpp): the payload goes back to the caller, who notifies it. */
+Statement keep_event_citus_sql = {
+    INSERT_EVENT_CITUS("SELECT CAST(pg_catalog.row_to_json(e) AS pg_catalog.text) FROM e"), nullptr, 9, EVENT_TYPES};
 
 /* Whether quota.<name> exists (a database not yet at 1.2 has none of these tables). */
 bool has_table(const char *name)
@@ -232,11 +236,18 @@ bool insert_event(AccountKey key, const Event &event, bool notify)
                        TimestampTzGetDatum(event.created_at)};
     char nulls[9] = {' ', ' ', ' ', event.has_resets_at ? ' ' : 'n', ' ', ' ', ' ', ' ', ' '};
     connect();
-    if (distributed())
+    bool const keep = in_shard_call(); /* the caller decides whether to notify */
+    if (keep)
+        execute(keep_event_citus_sql, values, nulls, false);
+    else if (distributed())
         execute(notify ? insert_event_citus_sql : store_event_citus_sql, values, nulls, false);
     else
         execute(notify ? insert_event_sql : store_event_sql, values, nulls, false);
     bool const raised = SPI_processed > 0;
+    if (keep && raised) {
+        bool isnull = false;
+        keep_alert_payload(column(1, &isnull));
+    }
     finish();
     return raised;
 }

@@ -4,6 +4,7 @@
 #include "storage/store.hpp"
 
 #include "storage/columns.hpp"
+#include "storage/delegate.hpp"
 #include "storage/direct.hpp"
 #include "storage/sql.hpp"
 #include "storage/table.hpp"
@@ -175,6 +176,11 @@ Statement next_hold_id_citus_sql = {
 
 Statement read_hold_origin_sql = {
     "SELECT " HOLD_COLUMNS ", " INT8("h.origin") " FROM ONLY quota.holds h WHERE h.id" EQ "$1", nullptr, 1, {INT8OID}};
+
+/* In a call sent to its team's shard (delegate.hpp): with the team, so that the read stays on the shard. */
+Statement read_hold_on_shard_sql = {
+    "SELECT " HOLD_COLUMNS ", " INT8("h.origin") " FROM ONLY quota.holds h WHERE h.id" EQ "$1 AND h.team" EQ "$2",
+    nullptr, 2, {INT8OID, TEXTOID}};
 
 Statement settle_hold_sql = {
     "UPDATE ONLY quota.holds SET state = $2, settled_at = $3, committed = $4 WHERE id" EQ "$1",
@@ -562,8 +568,13 @@ ExpiredHolds expired_holds_result()
 
 bool read_hold(int64 id, Hold &hold)
 {
-    Datum values[1] = {Int64GetDatum(id)};
-    execute(has_origin_column() ? read_hold_origin_sql : read_hold_sql, values, nullptr, false);
+    Datum values[2] = {Int64GetDatum(id), (Datum) 0};
+    if (in_shard_call()) {
+        values[1] = shard_call_team();
+        execute(read_hold_on_shard_sql, values, nullptr, false);
+    } else {
+        execute(has_origin_column() ? read_hold_origin_sql : read_hold_sql, values, nullptr, false);
+    }
     if (SPI_processed == 0)
         return false;
     hold = decode_hold();

@@ -1,0 +1,306 @@
+/*
+ * delegate.cpp — a spending call sent to the worker that holds its team on
+ * a distributed quota (delegate.hpp): the twins' calls, their replies, and
+ * what a twin keeps while it runs.
+ */
+#include "storage/delegate.hpp"
+
+#include "bridge/guard.hpp"
+#include "storage/sql.hpp"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace quota::storage {
+
+namespace {
+
+/*
+ * The settings a call on the shard reads, sent with it: the twin runs with
+ * the caller's values, not the worker's (quota.notify_events is the
+ * caller's own: it notifies).
+ */
+constexpr const char *kSentSettings[] = {"quota.default_limit", "quota.default_period", "quota.default_alerts"};
+constexpr int kSentCount = sizeof(kSentSettings) / sizeof(kSentSettings[0]);
+
+#define REPLY_COLUMNS \
+    "r.granted, r.reservation, r.used, r.held, r.credit_limit, r.remaining, r.resets_at, r.retry_after, r.notices"
+
+/* Citus delegates a call only in this form: one function in FROM, its arguments constants (a plan per run). */
+Statement charge_sql = {"SELECT " REPLY_COLUMNS " FROM quota._charge_credit_on_shard($1, $2, $3, $4, $5) r", nullptr,
+                        5, {TEXTOID, INT8OID, TEXTOID, BOOLOID, TEXTARRAYOID}};
+Statement reserve_sql = {"SELECT " REPLY_COLUMNS " FROM quota._reserve_credit_on_shard($1, $2, $3, $4, $5, $6) r",
+                         nullptr, 6, {TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTARRAYOID}};
+Statement commit_sql = {"SELECT " REPLY_COLUMNS " FROM quota._commit_credit_on_shard($1, $2, $3, $4) r", nullptr, 4,
+                        {TEXTOID, INT8OID, INT8OID, TEXTARRAYOID}};
+Statement release_sql = {"SELECT r FROM quota._release_credit_on_shard($1, $2) r", nullptr, 2, {TEXTOID, INT8OID}};
+
+/* A reservation's team, asked of every shard (Citus reads them in parallel); made through parents: not sent. */
+Statement hold_team_sql = {
+    "SELECT CAST(h.team AS pg_catalog.text), h.origin IS NOT NULL FROM ONLY quota.holds h WHERE h.id" EQ "$1",
+    nullptr, 1, {INT8OID}};
+
+/*
+ * Before a twin is sent: the team's shard's metadata lock (ShareLock, as
+ * Citus takes for a write it routes itself), held to the end of the
+ * transaction.  Citus treats a delegated call as a read and takes none, so
+ * a shard move could finish between the choice of the worker and the call,
+ * which then found its shard gone ("cannot execute a distributed query from
+ * a query on a shard": found by test/citus.sh).  With it a move waits for
+ * the calls under way, and a call for the move.
+ */
+Statement lock_shard_sql = {
+    "SELECT pg_catalog.lock_shard_metadata(5, ARRAY[pg_catalog.get_shard_id_for_distribution_column("
+    "CAST('quota.accounts' AS pg_catalog.regclass), CAST($1 AS pg_catalog.text))])",
+    nullptr, 1, {TEXTOID}};
+static_assert(ShareLock == 5, "lock_shard_metadata() takes PostgreSQL's lock mode numbers");
+
+/* The twin under way in this backend, if any. */
+struct ShardCall {
+    bool active = false;
+    LocalTransactionId xact = InvalidLocalTransactionId;
+    Datum team = (Datum) 0; /* in TopTransactionContext */
+    int guc_nest = 0;
+    std::vector<std::string> payloads;
+};
+ShardCall shard_call;
+
+/* The caller's values of kSentSettings, as text[] ('' for unset). */
+Datum sent_settings()
+{
+    return bridge::guarded_value([] {
+        Datum values[kSentCount];
+        for (int i = 0; i < kSentCount; i++) {
+            const char *value = GetConfigOption(kSentSettings[i], true, false);
+            values[i] = CStringGetTextDatum(value != nullptr ? value : "");
+        }
+        return PointerGetDatum(construct_array(values, kSentCount, TEXTOID, -1, false, TYPALIGN_INT));
+    });
+}
+
+/* The twin's side: run with the caller's settings until leave_shard_call() (an error's abort restores them too). */
+int apply_settings(Datum settings)
+{
+    return bridge::guarded_value([settings] {
+        Datum *values = nullptr;
+        bool *nulls = nullptr;
+        int count = 0;
+        deconstruct_array(DatumGetArrayTypeP(settings), TEXTOID, -1, false, TYPALIGN_INT, &values, &nulls, &count);
+        int const nest = NewGUCNestLevel();
+        for (int i = 0; i < count && i < kSentCount; i++)
+            if (!nulls[i])
+                (void) set_config_option(kSentSettings[i], TextDatumGetCString(values[i]), PGC_SUSET, PGC_S_SESSION,
+                                         GUC_ACTION_SAVE, true, 0, false);
+        return nest;
+    });
+}
+
+/* NOTIFY here each payload a twin sent back (text[]), if this node's quota.notify_events says so. */
+void notify(Datum payloads)
+{
+    bridge::guarded([payloads] {
+        const char *setting = GetConfigOption("quota.notify_events", true, false);
+        if (setting != nullptr && std::strcmp(setting, "on") != 0)
+            return;
+        Datum *values = nullptr;
+        bool *nulls = nullptr;
+        int count = 0;
+        deconstruct_array(DatumGetArrayTypeP(payloads), TEXTOID, -1, false, TYPALIGN_INT, &values, &nulls, &count);
+        for (int i = 0; i < count; i++)
+            if (!nulls[i])
+                Async_Notify("quota_events", TextDatumGetCString(values[i]));
+    });
+}
+
+/* The reply row of a twin (REPLY_COLUMNS), as the caller's Grant; its alerts notified here. */
+Grant decode_reply()
+{
+    Grant grant;
+    bool isnull = false;
+    grant.granted = DatumGetBool(column(1, &isnull));
+    Datum value = column(2, &isnull);
+    grant.has_reservation = !isnull;
+    grant.reservation = isnull ? 0 : DatumGetInt64(value);
+    grant.usage.used = DatumGetInt64(column(3, &isnull));
+    grant.usage.held = DatumGetInt64(column(4, &isnull));
+    value = column(5, &isnull);
+    grant.usage.unlimited = isnull;
+    grant.usage.credit_limit = isnull ? 0 : DatumGetInt64(value);
+    value = column(6, &isnull);
+    grant.usage.remaining = isnull ? 0 : DatumGetInt64(value);
+    grant.has_chain_remaining = true; /* the reply's remaining as the twin gave it, NULL included */
+    grant.chain_unlimited = isnull;
+    grant.chain_remaining = grant.usage.remaining;
+    value = column(7, &isnull);
+    grant.usage.has_period = !isnull;
+    grant.usage.resets_at = isnull ? 0 : DatumGetTimestampTz(value);
+    value = column(8, &isnull);
+    grant.has_retry_after = !isnull;
+    grant.retry_after = isnull ? 0 : DatumGetInt32(value);
+    value = column(9, &isnull);
+    if (!isnull)
+        notify(value);
+    return grant;
+}
+
+/*
+ * Run a twin.  Its error reaches the caller as the twin raised it, without
+ * the context of the hop ("while executing command on <worker>", the
+ * statement's text): that is how it reads on one node.  A connection or
+ * internal error keeps its context, which says where it happened.
+ */
+void run_twin(Statement &statement, Datum *values, const char *nulls)
+{
+    Datum team[1] = {values[0]};
+    execute(lock_shard_sql, team, nullptr, false);
+    /* A move that committed while this waited: Citus plans the call with its new placement. */
+    bridge::guarded([] { AcceptInvalidationMessages(); });
+    try {
+        execute(statement, values, nulls, false);
+    } catch (const PgError &e) {
+        int const category = ERRCODE_TO_CATEGORY(e.data()->sqlerrcode);
+        if (category != ERRCODE_CONNECTION_EXCEPTION && category != ERRCODE_TO_CATEGORY(ERRCODE_INTERNAL_ERROR))
+            e.data()->context = nullptr;
+        throw;
+    }
+}
+
+Grant run_for_grant(Statement &statement, Datum *values, const char *nulls)
+{
+    connect();
+    run_twin(statement, values, nulls);
+    Grant const grant = decode_reply();
+    finish();
+    return grant;
+}
+
+/* The team of a reservation, in the open SPI connection; false: not to be sent. */
+bool hold_team(int64 reservation, Datum &team)
+{
+    Datum values[1] = {Int64GetDatum(reservation)};
+    execute(hold_team_sql, values, nullptr, true);
+    if (SPI_processed != 1)
+        return false;
+    bool isnull = false;
+    if (DatumGetBool(column(2, &isnull)))
+        return false;
+    team = column(1, &isnull);
+    return true;
+}
+
+} // namespace
+
+bool delegates()
+{
+    return !in_shard_call() && distributed();
+}
+
+void no_shard_call()
+{
+    shard_call.active = false;
+}
+
+void enter_shard_call(Datum team, Datum settings)
+{
+    shard_call.payloads.clear();
+    shard_call.team = bridge::guarded_value([team] {
+        MemoryContext const saved = MemoryContextSwitchTo(TopTransactionContext);
+        Datum const copy = datumCopy(team, false, -1);
+        MemoryContextSwitchTo(saved);
+        return copy;
+    });
+    shard_call.guc_nest = settings != (Datum) 0 ? apply_settings(settings) : 0;
+    shard_call.xact = MyProc->lxid;
+    shard_call.active = true;
+}
+
+Datum leave_shard_call(bool *isnull)
+{
+    shard_call.active = false;
+    int const nest = shard_call.guc_nest;
+    if (nest != 0)
+        bridge::guarded([nest] { AtEOXact_GUC(true, nest); });
+    *isnull = shard_call.payloads.empty();
+    if (*isnull)
+        return (Datum) 0;
+    size_t const count = shard_call.payloads.size();
+    Datum const array = bridge::guarded_value([count] {
+        std::vector<std::string> const &payloads = shard_call.payloads;
+        auto *values = static_cast<Datum *>(palloc(count * sizeof(Datum)));
+        for (size_t i = 0; i < count; i++)
+            values[i] = PointerGetDatum(cstring_to_text_with_len(payloads[i].data(), static_cast<int>(payloads[i].size())));
+        return PointerGetDatum(construct_array(values, static_cast<int>(count), TEXTOID, -1, false, TYPALIGN_INT));
+    });
+    shard_call.payloads.clear();
+    return array;
+}
+
+bool in_shard_call()
+{
+    return shard_call.active && shard_call.xact == MyProc->lxid;
+}
+
+Datum shard_call_team()
+{
+    return shard_call.team;
+}
+
+void keep_alert_payload(Datum payload)
+{
+    struct varlena const *text = bridge::guarded_value(
+        [payload] { return pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(payload))); });
+    shard_call.payloads.emplace_back(VARDATA_ANY(text), VARSIZE_ANY_EXHDR(text));
+}
+
+Grant charge_on_shard(AccountKey key, int64 amount, bool allow_overdraft)
+{
+    Datum values[5] = {key.team, Int64GetDatum(amount), key.resource, BoolGetDatum(allow_overdraft), sent_settings()};
+    return run_for_grant(charge_sql, values, nullptr);
+}
+
+Grant reserve_on_shard(AccountKey key, int64 amount, const TimestampTz *expires_at, const Datum *idempotency_key)
+{
+    Datum values[6] = {key.team,
+                       Int64GetDatum(amount),
+                       key.resource,
+                       TimestampTzGetDatum(expires_at != nullptr ? *expires_at : 0),
+                       idempotency_key != nullptr ? *idempotency_key : (Datum) 0,
+                       sent_settings()};
+    char const nulls[6] = {' ', ' ', ' ', expires_at != nullptr ? ' ' : 'n', idempotency_key != nullptr ? ' ' : 'n',
+                           ' '};
+    return run_for_grant(reserve_sql, values, nulls);
+}
+
+bool commit_on_shard(int64 reservation, const int64 *amount, Grant &grant)
+{
+    connect();
+    Datum team = (Datum) 0;
+    bool const found = hold_team(reservation, team);
+    if (found) {
+        Datum values[4] = {team, Int64GetDatum(reservation), Int64GetDatum(amount != nullptr ? *amount : 0),
+                           sent_settings()};
+        char const nulls[4] = {' ', ' ', amount != nullptr ? ' ' : 'n', ' '};
+        run_twin(commit_sql, values, nulls);
+        grant = decode_reply();
+    }
+    finish();
+    return found;
+}
+
+bool release_on_shard(int64 reservation, bool &released)
+{
+    connect();
+    Datum team = (Datum) 0;
+    bool const found = hold_team(reservation, team);
+    if (found) {
+        Datum values[2] = {team, Int64GetDatum(reservation)};
+        run_twin(release_sql, values, nullptr);
+        bool isnull = false;
+        released = DatumGetBool(column(1, &isnull));
+    }
+    finish();
+    return found;
+}
+
+} // namespace quota::storage

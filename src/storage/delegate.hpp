@@ -1,0 +1,59 @@
+/*
+ * delegate.hpp — on a distributed quota (quota.distribute()), a spending
+ * call runs on the worker that holds its team, in one hop.
+ *
+ * The public function checks its arguments where it is called (so a NULL
+ * team is refused there with 22004: Citus 13.0.5 crashes planning a
+ * delegated call whose distribution argument is NULL), then calls its twin
+ * quota._<name>_on_shard(team, ...).  Citus delegates the twin by its team
+ * (create_distributed_function, force_delegation) inside the caller's
+ * transaction, and the twin runs the call as one node would, on its team's
+ * shard.  The twin keeps the alert payloads it raises and sends them back
+ * with its reply; the public function notifies them, so LISTEN works on the
+ * node the application calls, on commit only, as on one node.
+ *
+ * commit_credit() and release_credit() are given only a reservation: the
+ * caller first asks every shard for its team (one read, in parallel), then
+ * sends the call to that team's shard.
+ */
+#pragma once
+
+#include "storage/store.hpp"
+
+namespace quota::storage {
+
+/* This call should go to its team's shard: quota is distributed and this is not the twin already. */
+bool delegates();
+
+/* A public spending call begins: no twin is under way (one that failed ended with its (sub)transaction). */
+void no_shard_call();
+
+/*
+ * The twin's side: a call on its team's shard, run with the caller's
+ * settings (`settings`, text[], as the caller sent them; 0: none sent),
+ * whose alert payloads are kept for the reply.
+ */
+void enter_shard_call(Datum team, Datum settings);
+/* The payloads kept, as text[] (isnull when none), and the end of the twin's call. */
+Datum leave_shard_call(bool *isnull);
+
+/*
+ * Inside a twin (storage's own use): its team, to look its holds up on the
+ * shard, and where an alert payload goes instead of NOTIFY.
+ */
+bool in_shard_call();
+Datum shard_call_team();
+void keep_alert_payload(Datum payload);
+
+/* The caller's side: the call sent to its team's shard, its reply, and the alerts it raised notified here. */
+Grant charge_on_shard(AccountKey key, int64 amount, bool allow_overdraft);
+Grant reserve_on_shard(AccountKey key, int64 amount, const TimestampTz *expires_at, const Datum *idempotency_key);
+/*
+ * False when the reservation is not to be sent (no shard has it, or it was
+ * made through parents before quota.distribute()): the caller runs it
+ * where it is, which reports it as one node would.
+ */
+bool commit_on_shard(int64 reservation, const int64 *amount, Grant &grant);
+bool release_on_shard(int64 reservation, bool &released);
+
+} // namespace quota::storage
