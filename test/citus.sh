@@ -21,6 +21,9 @@
 #      the ledger's invariants hold on every account
 #   5. isolation specs through the coordinator (test/citus/specs): the last
 #      credit, commit against release, a cap's last place
+#   6. tables distributed by hand: every call refused
+#   7. the project's regress files (accounts, spending, holds, settings),
+#      unchanged, on a distributed quota of one node
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/cluster.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/lib/citus.sh"
@@ -323,5 +326,44 @@ done
 check "refused calls changed nothing" "SELECT string_agg(team || ':' || used || '/' || held, ' ' ORDER BY team) FROM quota.accounts" "a:2/0 b:0/0"
 expect_code 55000 "SELECT quota.distribute()"
 echo "citus: distributed by hand: every call refused (0A000), nothing changed, distribute() refused (55000)"
+
+# ---------------------------------------------------------------- 7. the regress files on a distributed quota
+# The project's own pg_regress files, unchanged, against their one-node
+# expected output, on a distributed quota: a database of its own on the
+# coordinator, a Citus cluster of one node that holds every shard (so
+# reservation ids are the plain sequence, as the expected output has them).
+# Every call goes the Citus way: statements that name their team, the
+# spending calls through their twins (run on this node: Citus sends no
+# call to the node it is on).  Not run here: the files about slots and
+# parents (not on Citus), DDL and the direct path (hardening,
+# table_changes), by-hand window changes that Citus cannot plan (periods,
+# history), privileges (security: reading quota.usage needs SELECT on the
+# tables on Citus), and setup/inspection/bad_input (they check the
+# extension's own install, and distribute() without Citus).
+regress_files="accounts spending holds settings"
+psql -X -q -h "$CITUS_DIR" -p "$CITUS_PORT" -U postgres -d postgres -c "CREATE DATABASE quota_regress" >/dev/null
+PGDATABASE=quota_regress psql -X -q -v ON_ERROR_STOP=1 >/dev/null <<SQL
+SET client_min_messages = warning;
+CREATE EXTENSION citus;
+CREATE EXTENSION quota;
+SELECT citus_set_coordinator_host('localhost', $CITUS_PORT);
+SELECT citus_set_node_property('localhost', $CITUS_PORT, 'shouldhaveshards', true);
+SELECT quota.distribute();
+ALTER DATABASE quota_regress SET track_functions = 'all';
+SQL
+regress_out=$(mktemp -d /tmp/quota-citus-regress.XXXXXX)
+chmod 777 "$regress_out"
+# shellcheck disable=SC2086
+if ! (cd "$QUOTA_ROOT" && "$QUOTA_PG_BIN/../lib/pgxs/src/test/regress/pg_regress" --use-existing --dbname=quota_regress \
+        --host="$CITUS_DIR" --port="$CITUS_PORT" --user=postgres --bindir="$QUOTA_PG_BIN" \
+        --inputdir=. --outputdir="$regress_out" $regress_files); then
+    cat "$regress_out/regression.diffs" 2>/dev/null || true
+    fail "the regress files on a distributed quota (output in $regress_out)"
+fi
+PGDATABASE=quota_regress check "they ran on a distributed quota, the spending calls through their twins" \
+    "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'quota.accounts'::regclass; SELECT string_agg(funcname, ' ' ORDER BY funcname) FROM pg_stat_user_functions WHERE funcname LIKE '%_on_shard' AND calls > 0" "1
+_charge_credit_on_shard _commit_credit_on_shard _release_credit_on_shard _reserve_credit_on_shard"
+rm -rf "$regress_out"
+echo "citus: the regress files on a distributed quota ok ($regress_files: one node's expected output, unchanged)"
 
 echo "citus: ok (Citus $(q "SELECT extversion FROM pg_extension WHERE extname = 'citus'"))"
