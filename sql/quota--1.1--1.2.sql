@@ -433,10 +433,41 @@ CREATE FUNCTION quota._commit_credit_on_shard(team text, reservation_id bigint, 
     RETURNS record LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'quota_commit_credit_on_shard';
 CREATE FUNCTION quota._release_credit_on_shard(team text, reservation bigint)
     RETURNS boolean LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'quota_release_credit_on_shard';
+-- The team of a reservation, looked up on the node that made it: a
+-- reservation id carries the Citus group of the node that made it (the
+-- team's worker, for one made by a twin), and Citus delegates this by
+-- `route`, a value whose shard is on that node.  It reads that node's own
+-- shards of quota.holds (the team is not known yet, so no statement could
+-- name it); no row: not there (a shard moved since), and the caller asks
+-- every shard.
+CREATE FUNCTION quota._hold_team_on_node(route text, reservation bigint, OUT team text, OUT through_parents boolean)
+RETURNS record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    lookup pg_catalog.text;
+BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.format(
+               'SELECT CAST(h.team AS pg_catalog.text), h.origin IS NOT NULL FROM ONLY quota.%I h WHERE h.id OPERATOR(pg_catalog.=) $1',
+               'holds_' OPERATOR(pg_catalog.||) s.shardid), ' UNION ALL ')
+      INTO lookup
+      FROM pg_catalog.pg_dist_shard s
+      JOIN pg_catalog.pg_dist_placement p ON p.shardid OPERATOR(pg_catalog.=) s.shardid
+     WHERE s.logicalrelid OPERATOR(pg_catalog.=) CAST('quota.holds' AS pg_catalog.regclass)
+       AND p.groupid OPERATOR(pg_catalog.=) (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g)
+       AND pg_catalog.to_regclass(pg_catalog.format('quota.%I', 'holds_' OPERATOR(pg_catalog.||) s.shardid)) IS NOT NULL;
+    IF lookup IS NOT NULL THEN
+        EXECUTE lookup OPERATOR(pg_catalog.||) ' LIMIT 1' INTO team, through_parents USING reservation;
+    END IF;
+END
+$$;
+
 REVOKE EXECUTE ON FUNCTION quota._charge_credit_on_shard(text, bigint, text, boolean, text[]),
     quota._reserve_credit_on_shard(text, bigint, text, timestamptz, text, text[]),
     quota._commit_credit_on_shard(text, bigint, bigint, text[]),
-    quota._release_credit_on_shard(text, bigint) FROM PUBLIC;
+    quota._release_credit_on_shard(text, bigint),
+    quota._hold_team_on_node(text, bigint) FROM PUBLIC;
 
 CREATE FUNCTION quota.distribute()
 RETURNS void
@@ -503,13 +534,15 @@ BEGIN
     -- quota.charge_credit() and the others check their arguments where they
     -- are called (a NULL team is refused there: Citus 13.0.5 crashes planning
     -- a delegated call whose distribution argument is NULL) and then call
-    -- their twin below, which Citus delegates by its team.
+    -- their twin, which Citus delegates by its first argument: the team (for
+    -- _hold_team_on_node, a route to the node that made a reservation).
     FOREACH fn IN ARRAY ARRAY[
         'quota._charge_credit_on_shard(text, bigint, text, boolean, text[])',
         'quota._reserve_credit_on_shard(text, bigint, text, timestamptz, text, text[])',
         'quota._commit_credit_on_shard(text, bigint, bigint, text[])',
-        'quota._release_credit_on_shard(text, bigint)'] LOOP
-        PERFORM pg_catalog.create_distributed_function(CAST(fn AS pg_catalog.regprocedure), 'team',
+        'quota._release_credit_on_shard(text, bigint)',
+        'quota._hold_team_on_node(text, bigint)'] LOOP
+        PERFORM pg_catalog.create_distributed_function(CAST(fn AS pg_catalog.regprocedure), '$1',
                                                       colocate_with => 'quota.accounts', force_delegation => true);
     END LOOP;
 END

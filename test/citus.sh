@@ -134,12 +134,13 @@ q "SELECT quota.reserve_credit('d', 1, hold_for => '1 hour')" >/dev/null
 q "SELECT quota.set_account('tick', 10, period => '1 second')" >/dev/null
 q "SELECT quota.charge_credit('tick', 2)" >/dev/null
 sleep 1.1
-check "a closed window in usage_history" "SELECT used FROM quota.charge_credit('tick', 1); SELECT string_agg(used::text, ',') FROM quota.usage_history WHERE team = 'tick'" "1
+# (Summed: on a loaded machine a window may pass between set_account and the first charge.)
+check "a closed window in usage_history" "SELECT used FROM quota.charge_credit('tick', 1); SELECT sum(used) FROM quota.usage_history WHERE team = 'tick'" "1
 2"
 check "purge_holds" "SELECT quota.purge_holds(now() + interval '1 minute'); SELECT count(*) FROM quota.holds WHERE state <> 'open'" "7
 0"
 check "open holds kept" "SELECT count(*) > 0 FROM quota.holds WHERE state = 'open'" t
-check "purge_history" "SELECT quota.purge_history(now() + interval '1 minute'); SELECT count(*) FROM quota.history" "1
+check "purge_history" "SELECT quota.purge_history(now() + interval '1 minute') >= 1; SELECT count(*) FROM quota.history" "t
 0"
 check "the closed window is gone from usage_history" "SELECT count(*) FROM quota.usage_history WHERE team = 'tick'" 0
 
@@ -173,10 +174,13 @@ sent() { psql -X -q -At -v ON_ERROR_STOP=1 -c "SET citus.log_remote_commands = o
 [ "$(sent "BEGIN; SELECT quota.charge_credit('c', 1); SELECT quota.charge_credit('d', 1); COMMIT;" | sort -u)" = \
   "SELECT granted, reservation, used, held, credit_limit, remaining, resets_at, retry_after, notices FROM quota._charge_credit_on_shard" ] ||
     fail "charges in a transaction block were not delegated"
+# commit and release: the team asked of the node that made the reservation (its id says which), then the call.
 r3=$(q "SELECT reservation FROM quota.reserve_credit('c', 2)")
-[ "$(sent "SELECT quota.commit_credit($r3)" | grep -c '_on_shard')" = 1 ] || fail "commit_credit was not one delegated call after the lookup"
+[ "$(sent "SELECT quota.commit_credit($r3)" | sed 's/ r$//; s/.* FROM //' | tr '\n' ' ')" = "quota._hold_team_on_node quota._commit_credit_on_shard " ] ||
+    fail "commit_credit was not two commands: $(sent "SELECT quota.commit_credit($r3)")"
 r3=$(q "SELECT reservation FROM quota.reserve_credit('c', 2)")
-[ "$(sent "SELECT quota.release_credit($r3)" | grep -c '_on_shard')" = 1 ] || fail "release_credit was not one delegated call after the lookup"
+[ "$(sent "SELECT quota.release_credit($r3)" | sed 's/ r$//; s/.* FROM //' | tr '\n' ' ')" = "quota._hold_team_on_node quota._release_credit_on_shard " ] ||
+    fail "release_credit was not two commands: $(sent "SELECT quota.release_credit($r3)")"
 
 # A delegated call inside savepoints and an exception block: rolled back with them.
 q "SELECT quota.set_account(t, 100) FROM unnest(ARRAY['sp-a', 'sp-b']) t" >/dev/null
@@ -250,6 +254,8 @@ COMMIT;
 SQL
 log=$(mktemp /tmp/quota-citus-XXXXXX.log)
 chmod 666 "$log"
+# A hold made on s-1's worker before its shard moves: its id carries that worker, the shard ends on the other.
+moved_hold=$(q "SELECT reservation FROM quota.reserve_credit('s-1', 1, hold_for => NULL)")
 pgbench -n -c 16 -j 2 -T 15 -f "$script" >"$log" 2>&1 &
 bench=$!
 sleep 3
@@ -271,10 +277,13 @@ failed_tx=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$log")
 check "the shard moved" "SELECT p.nodeport FROM pg_dist_placement pl JOIN pg_dist_node p USING (groupid) WHERE pl.shardid = $shard" "$to_port"
 # Each transaction: charge 1, reserve 3 committed as 2, reserve 5 released, charge 1: used 4, nothing held.
 check "every credit of $done_tx transactions accounted for" \
-    "SELECT sum(used), sum(held) FROM quota.usage WHERE team LIKE 's-%'" "$((done_tx * 4))|0"
+    "SELECT sum(used), sum(held) FROM quota.usage WHERE team LIKE 's-%'" "$((done_tx * 4))|1"
+check "a hold made before its shard moved away commits through the coordinator" \
+    "SELECT granted FROM quota.commit_credit($moved_hold); SELECT sum(used), sum(held) FROM quota.usage WHERE team LIKE 's-%'" "t
+$((done_tx * 4 + 1))|0"
 check "holds settled as made" \
     "SELECT count(*) FILTER (WHERE state = 'committed' AND committed = 2 AND amount = 3), count(*) FILTER (WHERE state = 'released' AND amount = 5), count(*) FROM quota.holds WHERE team LIKE 's-%'" \
-    "$done_tx|$done_tx|$((done_tx * 2))"
+    "$done_tx|$done_tx|$((done_tx * 2 + 1))"
 check "ids still unique" "SELECT count(*) = count(DISTINCT id) FROM quota.holds" t
 rm -f "$script" "$log"
 echo "citus: $done_tx transactions of 16 connections through the coordinator while shard $shard moved three times between ports $from_port and $to_port: none failed, every credit accounted for"

@@ -36,7 +36,28 @@ Statement commit_sql = {"SELECT " REPLY_COLUMNS " FROM quota._commit_credit_on_s
                         {TEXTOID, INT8OID, INT8OID, TEXTARRAYOID}};
 Statement release_sql = {"SELECT r FROM quota._release_credit_on_shard($1, $2) r", nullptr, 2, {TEXTOID, INT8OID}};
 
-/* A reservation's team, asked of every shard (Citus reads them in parallel); made through parents: not sent. */
+/*
+ * A reservation's team.  Its id carries the Citus group of the node that
+ * made it (quota._cluster_id): first that node is asked, through
+ * quota._hold_team_on_node, which Citus delegates by `route`, a value whose
+ * shard of quota.accounts is on that node (found here from Citus's
+ * metadata, no hop); it reads its own shards of quota.holds.  Not there (no
+ * shard on that node, or the hold's shard moved since): every shard is
+ * asked (Citus reads them over one connection per worker).  Made through
+ * parents: not sent.
+ */
+Statement route_sql = {
+    "SELECT CAST(k AS pg_catalog.text) FROM pg_catalog.generate_series(0, 1000000) k"
+    " WHERE pg_catalog.get_shard_id_for_distribution_column(CAST('quota.accounts' AS pg_catalog.regclass),"
+    "  CAST(k AS pg_catalog.text)) OPERATOR(pg_catalog.=)"
+    " (SELECT s.shardid FROM pg_catalog.pg_dist_shard s"
+    "   JOIN pg_catalog.pg_dist_placement p ON p.shardid OPERATOR(pg_catalog.=) s.shardid"
+    "  WHERE s.logicalrelid OPERATOR(pg_catalog.=) CAST('quota.accounts' AS pg_catalog.regclass)"
+    "   AND p.groupid OPERATOR(pg_catalog.=) $1 ORDER BY s.shardid LIMIT 1)"
+    " LIMIT 1",
+    nullptr, 1, {INT4OID}};
+Statement hold_team_on_node_sql = {
+    "SELECT r.team, r.through_parents FROM quota._hold_team_on_node($1, $2) r", nullptr, 2, {TEXTOID, INT8OID}};
 Statement hold_team_sql = {
     "SELECT CAST(h.team AS pg_catalog.text), h.origin IS NOT NULL FROM ONLY quota.holds h WHERE h.id" EQ "$1",
     nullptr, 1, {INT8OID}};
@@ -178,11 +199,24 @@ Grant run_for_grant(Statement &statement, Datum *values, const char *nulls)
 /* The team of a reservation, in the open SPI connection; false: not to be sent. */
 bool hold_team(int64 reservation, Datum &team)
 {
-    Datum values[1] = {Int64GetDatum(reservation)};
-    execute(hold_team_sql, values, nullptr, true);
-    if (SPI_processed != 1)
-        return false;
     bool isnull = false;
+    bool found_on_node = false;
+    Datum group[1] = {Int32GetDatum(static_cast<int32>(reservation >> 48))};
+    execute(route_sql, group, nullptr, true);
+    if (SPI_processed == 1) {
+        Datum values[2] = {column(1, &isnull), Int64GetDatum(reservation)};
+        execute(hold_team_on_node_sql, values, nullptr, false);
+        if (SPI_processed == 1) {
+            (void) column(1, &isnull); /* a row of NULLs: not on that node */
+            found_on_node = !isnull;
+        }
+    }
+    if (!found_on_node) {
+        Datum values[1] = {Int64GetDatum(reservation)};
+        execute(hold_team_sql, values, nullptr, true);
+        if (SPI_processed != 1)
+            return false;
+    }
     if (DatumGetBool(column(2, &isnull)))
         return false;
     team = column(1, &isnull);
