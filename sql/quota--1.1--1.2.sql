@@ -415,32 +415,44 @@ REVOKE EXECUTE ON FUNCTION quota._cluster_id(bigint) FROM PUBLIC;
 
 -- On a distributed quota (quota.distribute()): the spending calls' twins,
 -- which Citus runs on the worker that holds the team.  The public function
--- checks its arguments, then calls its twin; the twin replies with the
--- alert payloads it raised, which the public function notifies where it was
--- called.  Internal: not for calling directly.
-CREATE FUNCTION quota._charge_credit_on_shard(team text, amount bigint, resource text, allow_overdraft boolean,
-    settings text[], OUT granted boolean, OUT reservation bigint, OUT used bigint, OUT held bigint, OUT credit_limit bigint,
+-- checks its arguments, then calls its twin with its transaction's time
+-- (microseconds, as is every instant sent: no text a worker could read in
+-- another DateStyle or TimeZone) and its settings; the twin replies with
+-- the alert payloads it raised, which the public function notifies where it
+-- was called.  In a schema of their own that PUBLIC cannot use: Citus plans
+-- a delegated call before PostgreSQL checks EXECUTE, and Citus 13.0.5
+-- crashes planning one whose distribution argument is NULL, so a role
+-- that could name them could crash a node.
+CREATE SCHEMA quota_internal;
+COMMENT ON SCHEMA quota_internal IS 'internal to quota: what quota.distribute() has Citus run on the workers';
+REVOKE ALL ON SCHEMA quota_internal FROM PUBLIC;
+
+CREATE FUNCTION quota_internal.charge_credit_on_shard(team text, amount bigint, resource text, allow_overdraft boolean,
+    caller_now bigint, settings text[],
+    OUT granted boolean, OUT reservation bigint, OUT used bigint, OUT held bigint, OUT credit_limit bigint,
     OUT remaining bigint, OUT resets_at timestamptz, OUT retry_after integer, OUT notices text[])
     RETURNS record LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'quota_charge_credit_on_shard';
-CREATE FUNCTION quota._reserve_credit_on_shard(team text, amount bigint, resource text, expires_at timestamptz,
-    idempotency_key text, settings text[],
+CREATE FUNCTION quota_internal.reserve_credit_on_shard(team text, amount bigint, resource text, expires_at bigint,
+    idempotency_key text, caller_now bigint, settings text[],
     OUT granted boolean, OUT reservation bigint, OUT used bigint, OUT held bigint, OUT credit_limit bigint,
     OUT remaining bigint, OUT resets_at timestamptz, OUT retry_after integer, OUT notices text[])
     RETURNS record LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'quota_reserve_credit_on_shard';
-CREATE FUNCTION quota._commit_credit_on_shard(team text, reservation_id bigint, amount bigint, settings text[],
+CREATE FUNCTION quota_internal.commit_credit_on_shard(team text, reservation_id bigint, amount bigint,
+    caller_now bigint, settings text[],
     OUT granted boolean, OUT reservation bigint, OUT used bigint, OUT held bigint, OUT credit_limit bigint,
     OUT remaining bigint, OUT resets_at timestamptz, OUT retry_after integer, OUT notices text[])
     RETURNS record LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'quota_commit_credit_on_shard';
-CREATE FUNCTION quota._release_credit_on_shard(team text, reservation bigint)
+CREATE FUNCTION quota_internal.release_credit_on_shard(team text, reservation bigint, caller_now bigint, settings text[])
     RETURNS boolean LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'quota_release_credit_on_shard';
+
 -- The team of a reservation, looked up on the node that made it: a
 -- reservation id carries the Citus group of the node that made it (the
 -- team's worker, for one made by a twin), and Citus delegates this by
 -- `route`, a value whose shard is on that node.  It reads that node's own
 -- shards of quota.holds (the team is not known yet, so no statement could
--- name it); no row: not there (a shard moved since), and the caller asks
--- every shard.
-CREATE FUNCTION quota._hold_team_on_node(route text, reservation bigint, OUT team text, OUT through_parents boolean)
+-- name it); a row of NULLs: not there (a shard moved since), and the
+-- caller asks every shard.
+CREATE FUNCTION quota_internal.hold_team_on_node(route text, reservation bigint, OUT team text, OUT through_parents boolean)
 RETURNS record
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -462,12 +474,7 @@ BEGIN
     END IF;
 END
 $$;
-
-REVOKE EXECUTE ON FUNCTION quota._charge_credit_on_shard(text, bigint, text, boolean, text[]),
-    quota._reserve_credit_on_shard(text, bigint, text, timestamptz, text, text[]),
-    quota._commit_credit_on_shard(text, bigint, bigint, text[]),
-    quota._release_credit_on_shard(text, bigint),
-    quota._hold_team_on_node(text, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA quota_internal FROM PUBLIC;
 
 CREATE FUNCTION quota.distribute()
 RETURNS void
@@ -535,13 +542,13 @@ BEGIN
     -- are called (a NULL team is refused there: Citus 13.0.5 crashes planning
     -- a delegated call whose distribution argument is NULL) and then call
     -- their twin, which Citus delegates by its first argument: the team (for
-    -- _hold_team_on_node, a route to the node that made a reservation).
+    -- hold_team_on_node, a route to the node that made a reservation).
     FOREACH fn IN ARRAY ARRAY[
-        'quota._charge_credit_on_shard(text, bigint, text, boolean, text[])',
-        'quota._reserve_credit_on_shard(text, bigint, text, timestamptz, text, text[])',
-        'quota._commit_credit_on_shard(text, bigint, bigint, text[])',
-        'quota._release_credit_on_shard(text, bigint)',
-        'quota._hold_team_on_node(text, bigint)'] LOOP
+        'quota_internal.charge_credit_on_shard(text, bigint, text, boolean, bigint, text[])',
+        'quota_internal.reserve_credit_on_shard(text, bigint, text, bigint, text, bigint, text[])',
+        'quota_internal.commit_credit_on_shard(text, bigint, bigint, bigint, text[])',
+        'quota_internal.release_credit_on_shard(text, bigint, bigint, text[])',
+        'quota_internal.hold_team_on_node(text, bigint)'] LOOP
         PERFORM pg_catalog.create_distributed_function(CAST(fn AS pg_catalog.regprocedure), '$1',
                                                       colocate_with => 'quota.accounts', force_delegation => true);
     END LOOP;

@@ -165,21 +165,21 @@ check "alert events" "SELECT string_agg(threshold::text, ',' ORDER BY threshold)
 # Delegation: a spending call is one command to its team's worker (Citus logs what it sends).
 sent() { psql -X -q -At -v ON_ERROR_STOP=1 -c "SET citus.log_remote_commands = on" -c "SET client_min_messages = log" -c "$1" 2>&1 |
     sed -n 's/^NOTICE: *issuing //p' | grep -v -e '^BEGIN' -e '^COMMIT' -e '^PREPARE' -e '^SELECT assign_distributed_transaction_id' | sed 's/(.*//'; }
-[ "$(sent "SELECT quota.charge_credit('c', 1)")" = "SELECT granted, reservation, used, held, credit_limit, remaining, resets_at, retry_after, notices FROM quota._charge_credit_on_shard" ] ||
+[ "$(sent "SELECT quota.charge_credit('c', 1)")" = "SELECT granted, reservation, used, held, credit_limit, remaining, resets_at, retry_after, notices FROM quota_internal.charge_credit_on_shard" ] ||
     fail "charge_credit was not one delegated call: $(sent "SELECT quota.charge_credit('c', 1)")"
-[ "$(sent "SELECT quota.reserve_credit('c', 1)")" = "SELECT granted, reservation, used, held, credit_limit, remaining, resets_at, retry_after, notices FROM quota._reserve_credit_on_shard" ] ||
+[ "$(sent "SELECT quota.reserve_credit('c', 1)")" = "SELECT granted, reservation, used, held, credit_limit, remaining, resets_at, retry_after, notices FROM quota_internal.reserve_credit_on_shard" ] ||
     fail "reserve_credit was not one delegated call"
 [ "$(sent "SELECT quota.is_team_limited('c')" | sed 's/_[0-9]* .*//')" = "SELECT credit_limit, unlimited, period, anchor, window_start, resets_at, used, held, next_expiry, slots FROM ONLY quota.accounts" ] ||
     fail "is_team_limited was not one read on the team's shard: $(sent "SELECT quota.is_team_limited('c')")"
 [ "$(sent "BEGIN; SELECT quota.charge_credit('c', 1); SELECT quota.charge_credit('d', 1); COMMIT;" | sort -u)" = \
-  "SELECT granted, reservation, used, held, credit_limit, remaining, resets_at, retry_after, notices FROM quota._charge_credit_on_shard" ] ||
+  "SELECT granted, reservation, used, held, credit_limit, remaining, resets_at, retry_after, notices FROM quota_internal.charge_credit_on_shard" ] ||
     fail "charges in a transaction block were not delegated"
 # commit and release: the team asked of the node that made the reservation (its id says which), then the call.
 r3=$(q "SELECT reservation FROM quota.reserve_credit('c', 2)")
-[ "$(sent "SELECT quota.commit_credit($r3)" | sed 's/ r$//; s/.* FROM //' | tr '\n' ' ')" = "quota._hold_team_on_node quota._commit_credit_on_shard " ] ||
+[ "$(sent "SELECT quota.commit_credit($r3)" | sed 's/ r$//; s/.* FROM //' | tr '\n' ' ')" = "quota_internal.hold_team_on_node quota_internal.commit_credit_on_shard " ] ||
     fail "commit_credit was not two commands: $(sent "SELECT quota.commit_credit($r3)")"
 r3=$(q "SELECT reservation FROM quota.reserve_credit('c', 2)")
-[ "$(sent "SELECT quota.release_credit($r3)" | sed 's/ r$//; s/.* FROM //' | tr '\n' ' ')" = "quota._hold_team_on_node quota._release_credit_on_shard " ] ||
+[ "$(sent "SELECT quota.release_credit($r3)" | sed 's/ r$//; s/.* FROM //' | tr '\n' ' ')" = "quota_internal.hold_team_on_node quota_internal.release_credit_on_shard " ] ||
     fail "release_credit was not two commands: $(sent "SELECT quota.release_credit($r3)")"
 
 # A delegated call inside savepoints and an exception block: rolled back with them.
@@ -187,6 +187,49 @@ q "SELECT quota.set_account(t, 100) FROM unnest(ARRAY['sp-a', 'sp-b']) t" >/dev/
 q "BEGIN; SAVEPOINT s; SELECT quota.charge_credit('sp-a', 5); ROLLBACK TO s; SELECT quota.charge_credit('sp-a', 1); SAVEPOINT t; SELECT quota.charge_credit('sp-b', 1); RELEASE t; COMMIT;" >/dev/null
 q "DO \$\$ BEGIN BEGIN PERFORM quota.charge_credit('sp-b', 7); PERFORM quota.charge_credit('nobody', 1); EXCEPTION WHEN no_data_found THEN NULL; END; PERFORM quota.charge_credit('sp-a', 2); END \$\$" >/dev/null
 check "savepoints and an exception block" "SELECT string_agg(team || ':' || used, ' ' ORDER BY team) FROM quota.usage WHERE team LIKE 'sp-%'" "sp-a:3 sp-b:1"
+
+# From the hostile review of delegation:
+# an application role cannot name the twins (Citus would plan a NULL team before EXECUTE is checked, and crash);
+q "CREATE ROLE quota_app LOGIN; GRANT USAGE ON SCHEMA quota TO quota_app" >/dev/null
+for twin in "SELECT * FROM quota_internal.charge_credit_on_shard(NULL, 1, 'credits', false, 0, NULL)" \
+            "PREPARE t(text) AS SELECT * FROM quota_internal.release_credit_on_shard(\$1, 1, 0, NULL)"; do
+    got=$(psql -X -q -At -U quota_app -c "$twin" 2>&1 || true)
+    case $got in *"permission denied for schema quota_internal"*) ;; *) fail "an application role named a twin: $got" ;; esac
+done
+check "the coordinator is up" "SELECT 1" 1
+# a call runs at its caller's transaction time, not the worker's clock (now() is read here first: Citus
+# evaluates it on the worker, in a transaction that began later);
+q "SELECT quota.set_account('clock', 100)" >/dev/null
+got=$(psql -X -q -At -v ON_ERROR_STOP=1 <<'SQL'
+BEGIN;
+SELECT now() AS t0 \gset
+SELECT pg_sleep(1.1);
+SELECT reservation AS r FROM quota.reserve_credit('clock', 1, hold_for => '1 hour') \gset
+SELECT created_at = :'t0' AND expires_at = :'t0'::timestamptz + interval '1 hour' FROM quota.holds WHERE id = :r;
+COMMIT;
+SQL
+)
+[ "$(echo $got)" = "t" ] || fail "a hold made late in a transaction is not made at its start, as on one node: $got"
+# the caller's TimeZone writes the alert payloads, and the caller's lock_timeout bounds the wait for the account;
+q "SELECT quota.set_account('zoned', 10); SELECT quota.set_alerts('zoned', '{50}')" >/dev/null
+got=$(psql -X -q -c "SET TimeZone = 'Asia/Kolkata'" -c "LISTEN quota_events" -c "SELECT FROM quota.charge_credit('zoned', 6)" -c "SELECT 1" 2>&1)
+case $got in *'"team":"zoned"'*'+05:30"'*) ;; *) fail "an alert payload not in the caller's TimeZone: $got" ;; esac
+q "SELECT quota.set_account('waited', 10)" >/dev/null
+psql -X -q -c "BEGIN" -c "SELECT quota.charge_credit('waited', 1)" -c "SELECT pg_sleep(3)" -c "COMMIT" >/dev/null 2>&1 &
+holder=$!
+sleep 1
+expect_code 55P03 "SET lock_timeout = '200ms'; SELECT quota.charge_credit('waited', 1)"
+wait "$holder"
+# citus.function_opens_transaction_block = off (any role may set it) does not make a call outlive its rollback;
+q "SELECT quota.set_account('blocked', 10)" >/dev/null
+psql -X -q -c "SET citus.function_opens_transaction_block = off" -c "SELECT (quota.charge_credit('blocked', 1)).used, 1/0" >/dev/null 2>&1 || true
+check "a call rolled back with its statement" "SELECT used FROM quota.usage WHERE team = 'blocked'" 0
+# the error of a name the client's encoding cannot show is escaped, with its SQLSTATE, as on one node;
+got=$(psql -X -q -At -c "SET client_encoding = 'LATIN1'" -c "\\set VERBOSITY sqlstate" -c "SELECT quota.charge_credit(U&'\\65e5\\672c', 1)" 2>&1 || true)
+[ "$got" = "ERROR:  P0002" ] || fail "a name LATIN1 cannot show: $got"
+# and the caller's own context stays on the error.
+got=$(psql -X -q -At -c "DO \$\$ BEGIN PERFORM quota.charge_credit('nobody', 1); END \$\$" 2>&1 || true)
+case $got in *"PL/pgSQL function inline_code_block line 1 at PERFORM"*) ;; *) fail "the caller's context is gone: $got" ;; esac
 
 # A delegated call's error reads as on one node: no trace of the hop.
 got=$(psql -X -q -At -c "SELECT quota.charge_credit('nobody', 1)" 2>&1 || true)
@@ -371,7 +414,7 @@ if ! (cd "$QUOTA_ROOT" && "$QUOTA_PG_BIN/../lib/pgxs/src/test/regress/pg_regress
 fi
 PGDATABASE=quota_regress check "they ran on a distributed quota, the spending calls through their twins" \
     "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'quota.accounts'::regclass; SELECT string_agg(funcname, ' ' ORDER BY funcname) FROM pg_stat_user_functions WHERE funcname LIKE '%_on_shard' AND calls > 0" "1
-_charge_credit_on_shard _commit_credit_on_shard _release_credit_on_shard _reserve_credit_on_shard"
+charge_credit_on_shard commit_credit_on_shard release_credit_on_shard reserve_credit_on_shard"
 rm -rf "$regress_out"
 echo "citus: the regress files on a distributed quota ok ($regress_files: one node's expected output, unchanged)"
 

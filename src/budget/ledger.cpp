@@ -1,4 +1,5 @@
 #include "budget/ledger.hpp"
+#include "storage/delegate.hpp"
 
 #include "bridge/error.hpp"
 #include "budget/alerts.hpp"
@@ -46,6 +47,10 @@ struct Locked {
 
 TimestampTz transaction_now()
 {
+    /* A call sent to its team's shard runs at its caller's transaction time (storage/delegate.hpp), as on one node. */
+    TimestampTz now = 0;
+    if (storage::caller_now(now))
+        return now;
     return GetCurrentTransactionStartTimestamp();
 }
 

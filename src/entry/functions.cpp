@@ -125,7 +125,7 @@ Datum grant_row(FunctionCallInfo fcinfo, const Grant &grant)
     return HeapTupleGetDatum(heap_form_tuple(result_desc(fcinfo), values, nulls));
 }
 
-/* A twin's reply (quota._*_on_shard): quota.grant's columns and the alert payloads of the call, which ends here. */
+/* A twin's reply (quota_internal.*_on_shard): quota.grant's columns and the alert payloads of the call, which ends here. */
 Datum shard_reply(FunctionCallInfo fcinfo, const Grant &grant)
 {
     Datum values[kGrantColumns + 1];
@@ -235,7 +235,7 @@ Datum set_concurrency(FunctionCallInfo fcinfo)
 /*
  * The spending calls.  Each checks its arguments where it is called; on a
  * distributed quota it then sends itself to its team's shard through its
- * twin, quota._<name>_on_shard (storage/delegate.hpp), which runs the same
+ * twin, quota_internal.<name>_on_shard (storage/delegate.hpp), which runs the same
  * budget code there.
  */
 
@@ -337,48 +337,55 @@ Datum is_team_limited(FunctionCallInfo fcinfo)
  * function; they are checked again all the same.
  */
 
-/* _charge_credit_on_shard(team, amount, resource, allow_overdraft, settings) */
+/* A twin's caller_now argument: its caller's transaction time (microseconds, as PostgreSQL keeps it). */
+TimestampTz caller_now_arg(FunctionCallInfo fcinfo, int arg)
+{
+    require(fcinfo, arg, "caller_now");
+    return static_cast<TimestampTz>(PG_GETARG_INT64(arg));
+}
+
+/* charge_credit_on_shard(team, amount, resource, allow_overdraft, caller_now, settings) */
 Datum charge_credit_on_shard(FunctionCallInfo fcinfo)
 {
     AccountKey const key = key_args(fcinfo, 0, 2);
     int64 const amount = amount_arg(fcinfo, 1);
     require(fcinfo, 3, "allow_overdraft");
-    storage::enter_shard_call(key.team, settings_arg(fcinfo, 4));
+    storage::enter_shard_call(key.team, caller_now_arg(fcinfo, 4), settings_arg(fcinfo, 5));
     return shard_reply(fcinfo, tree::charge(key, amount, PG_GETARG_BOOL(3)));
 }
 
-/* _reserve_credit_on_shard(team, amount, resource, expires_at, idempotency_key, settings) */
+/* reserve_credit_on_shard(team, amount, resource, expires_at, idempotency_key, caller_now, settings) */
 Datum reserve_credit_on_shard(FunctionCallInfo fcinfo)
 {
     AccountKey const key = key_args(fcinfo, 0, 2);
     int64 const amount = amount_arg(fcinfo, 1);
     bool const has_expiry = !PG_ARGISNULL(3);
-    TimestampTz const expires_at = has_expiry ? PG_GETARG_TIMESTAMPTZ(3) : 0;
+    TimestampTz const expires_at = has_expiry ? static_cast<TimestampTz>(PG_GETARG_INT64(3)) : 0;
     Datum idempotency_key = (Datum) 0;
     bool const has_key = idempotency_key_arg(fcinfo, 4, idempotency_key);
-    storage::enter_shard_call(key.team, settings_arg(fcinfo, 5));
+    storage::enter_shard_call(key.team, caller_now_arg(fcinfo, 5), settings_arg(fcinfo, 6));
     Grant const grant = tree::reserve(key, amount, has_expiry ? &expires_at : nullptr,
                                         has_key ? &idempotency_key : nullptr);
     return shard_reply(fcinfo, grant);
 }
 
-/* _commit_credit_on_shard(team, reservation, amount, settings) */
+/* commit_credit_on_shard(team, reservation, amount, caller_now, settings) */
 Datum commit_credit_on_shard(FunctionCallInfo fcinfo)
 {
     Datum const team = name_arg(fcinfo, 0, "team");
     require(fcinfo, 1, "reservation");
     int64 amount = 0;
     bool const has_amount = commit_amount_arg(fcinfo, 2, amount);
-    storage::enter_shard_call(team, settings_arg(fcinfo, 3));
+    storage::enter_shard_call(team, caller_now_arg(fcinfo, 3), settings_arg(fcinfo, 4));
     return shard_reply(fcinfo, tree::commit(PG_GETARG_INT64(1), has_amount ? &amount : nullptr));
 }
 
-/* _release_credit_on_shard(team, reservation) */
+/* release_credit_on_shard(team, reservation, caller_now, settings) */
 Datum release_credit_on_shard(FunctionCallInfo fcinfo)
 {
     Datum const team = name_arg(fcinfo, 0, "team");
     require(fcinfo, 1, "reservation");
-    storage::enter_shard_call(team, (Datum) 0);
+    storage::enter_shard_call(team, caller_now_arg(fcinfo, 2), settings_arg(fcinfo, 3));
     bool const released = tree::release(PG_GETARG_INT64(1));
     bool isnull = false;
     (void) storage::leave_shard_call(&isnull);

@@ -18,28 +18,34 @@ namespace {
 
 /*
  * The settings a call on the shard reads, sent with it: the twin runs with
- * the caller's values, not the worker's (quota.notify_events is the
- * caller's own: it notifies).
+ * the caller's values, not the worker's: quota's defaults, the TimeZone its
+ * alert payloads are written in, and how long it may wait for a lock
+ * (quota.notify_events is the caller's own: it notifies).
  */
-constexpr const char *kSentSettings[] = {"quota.default_limit", "quota.default_period", "quota.default_alerts"};
+constexpr const char *kSentSettings[] = {"quota.default_limit", "quota.default_period", "quota.default_alerts",
+                                         "TimeZone", "lock_timeout"};
 constexpr int kSentCount = sizeof(kSentSettings) / sizeof(kSentSettings[0]);
 
 #define REPLY_COLUMNS \
     "r.granted, r.reservation, r.used, r.held, r.credit_limit, r.remaining, r.resets_at, r.retry_after, r.notices"
 
 /* Citus delegates a call only in this form: one function in FROM, its arguments constants (a plan per run). */
-Statement charge_sql = {"SELECT " REPLY_COLUMNS " FROM quota._charge_credit_on_shard($1, $2, $3, $4, $5) r", nullptr,
-                        5, {TEXTOID, INT8OID, TEXTOID, BOOLOID, TEXTARRAYOID}};
-Statement reserve_sql = {"SELECT " REPLY_COLUMNS " FROM quota._reserve_credit_on_shard($1, $2, $3, $4, $5, $6) r",
-                         nullptr, 6, {TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTARRAYOID}};
-Statement commit_sql = {"SELECT " REPLY_COLUMNS " FROM quota._commit_credit_on_shard($1, $2, $3, $4) r", nullptr, 4,
-                        {TEXTOID, INT8OID, INT8OID, TEXTARRAYOID}};
-Statement release_sql = {"SELECT r FROM quota._release_credit_on_shard($1, $2) r", nullptr, 2, {TEXTOID, INT8OID}};
+Statement charge_sql = {
+    "SELECT " REPLY_COLUMNS " FROM quota_internal.charge_credit_on_shard($1, $2, $3, $4, $5, $6) r", nullptr, 6,
+    {TEXTOID, INT8OID, TEXTOID, BOOLOID, INT8OID, TEXTARRAYOID}};
+Statement reserve_sql = {
+    "SELECT " REPLY_COLUMNS " FROM quota_internal.reserve_credit_on_shard($1, $2, $3, $4, $5, $6, $7) r", nullptr, 7,
+    {TEXTOID, INT8OID, TEXTOID, INT8OID, TEXTOID, INT8OID, TEXTARRAYOID}};
+Statement commit_sql = {
+    "SELECT " REPLY_COLUMNS " FROM quota_internal.commit_credit_on_shard($1, $2, $3, $4, $5) r", nullptr, 5,
+    {TEXTOID, INT8OID, INT8OID, INT8OID, TEXTARRAYOID}};
+Statement release_sql = {"SELECT r FROM quota_internal.release_credit_on_shard($1, $2, $3, $4) r", nullptr, 4,
+                         {TEXTOID, INT8OID, INT8OID, TEXTARRAYOID}};
 
 /*
  * A reservation's team.  Its id carries the Citus group of the node that
  * made it (quota._cluster_id): first that node is asked, through
- * quota._hold_team_on_node, which Citus delegates by `route`, a value whose
+ * quota_internal.hold_team_on_node, which Citus delegates by `route`, a value whose
  * shard of quota.accounts is on that node (found here from Citus's
  * metadata, no hop); it reads its own shards of quota.holds.  Not there (no
  * shard on that node, or the hold's shard moved since): every shard is
@@ -57,7 +63,7 @@ Statement route_sql = {
     " LIMIT 1",
     nullptr, 1, {INT4OID}};
 Statement hold_team_on_node_sql = {
-    "SELECT r.team, r.through_parents FROM quota._hold_team_on_node($1, $2) r", nullptr, 2, {TEXTOID, INT8OID}};
+    "SELECT r.team, r.through_parents FROM quota_internal.hold_team_on_node($1, $2) r", nullptr, 2, {TEXTOID, INT8OID}};
 Statement hold_team_sql = {
     "SELECT CAST(h.team AS pg_catalog.text), h.origin IS NOT NULL FROM ONLY quota.holds h WHERE h.id" EQ "$1",
     nullptr, 1, {INT8OID}};
@@ -82,10 +88,17 @@ struct ShardCall {
     bool active = false;
     LocalTransactionId xact = InvalidLocalTransactionId;
     Datum team = (Datum) 0; /* in TopTransactionContext */
+    TimestampTz now = 0;    /* the caller's transaction time */
     int guc_nest = 0;
     std::vector<std::string> payloads;
 };
 ShardCall shard_call;
+
+/* The caller's transaction time, which a twin runs at (microseconds since 2000, as PostgreSQL keeps it). */
+TimestampTz now()
+{
+    return GetCurrentTransactionStartTimestamp();
+}
 
 /* The caller's values of kSentSettings, as text[] ('' for unset). */
 Datum sent_settings()
@@ -166,10 +179,12 @@ Grant decode_reply()
 }
 
 /*
- * Run a twin.  Its error reaches the caller as the twin raised it, without
- * the context of the hop ("while executing command on <worker>", the
- * statement's text): that is how it reads on one node.  A connection or
- * internal error keeps its context, which says where it happened.
+ * Run a twin.  Its error reaches the caller as the twin raised it: the
+ * same SQLSTATE, message, detail and hint, raised again here (so escaped
+ * for this client's encoding, and with this caller's own context, as on
+ * one node), without the hop's context ("while executing command on
+ * <worker>", the statement's text).  A connection or internal error is
+ * passed on whole: its context says where it happened.
  */
 void run_twin(Statement &statement, Datum *values, const char *nulls)
 {
@@ -177,14 +192,18 @@ void run_twin(Statement &statement, Datum *values, const char *nulls)
     execute(lock_shard_sql, team, nullptr, false);
     /* A move that committed while this waited: Citus plans the call with its new placement. */
     bridge::guarded([] { AcceptInvalidationMessages(); });
+    ErrorData const *twin = nullptr;
     try {
         execute(statement, values, nulls, false);
     } catch (const PgError &e) {
         int const category = ERRCODE_TO_CATEGORY(e.data()->sqlerrcode);
-        if (category != ERRCODE_CONNECTION_EXCEPTION && category != ERRCODE_TO_CATEGORY(ERRCODE_INTERNAL_ERROR))
-            e.data()->context = nullptr;
-        throw;
+        if (category == ERRCODE_CONNECTION_EXCEPTION || category == ERRCODE_TO_CATEGORY(ERRCODE_INTERNAL_ERROR))
+            throw;
+        twin = e.data();
     }
+    if (twin != nullptr)
+        throw Error(twin->sqlerrcode, twin->message != nullptr ? twin->message : "",
+                    twin->detail != nullptr ? twin->detail : "", twin->hint != nullptr ? twin->hint : "");
 }
 
 Grant run_for_grant(Statement &statement, Datum *values, const char *nulls)
@@ -235,8 +254,9 @@ void no_shard_call()
     shard_call.active = false;
 }
 
-void enter_shard_call(Datum team, Datum settings)
+void enter_shard_call(Datum team, TimestampTz caller_now, Datum settings)
 {
+    shard_call.now = caller_now;
     shard_call.payloads.clear();
     shard_call.team = bridge::guarded_value([team] {
         MemoryContext const saved = MemoryContextSwitchTo(TopTransactionContext);
@@ -280,6 +300,14 @@ Datum shard_call_team()
     return shard_call.team;
 }
 
+bool caller_now(TimestampTz &now)
+{
+    if (!in_shard_call())
+        return false;
+    now = shard_call.now;
+    return true;
+}
+
 void keep_alert_payload(Datum payload)
 {
     struct varlena const *text = bridge::guarded_value(
@@ -289,20 +317,22 @@ void keep_alert_payload(Datum payload)
 
 Grant charge_on_shard(AccountKey key, int64 amount, bool allow_overdraft)
 {
-    Datum values[5] = {key.team, Int64GetDatum(amount), key.resource, BoolGetDatum(allow_overdraft), sent_settings()};
+    Datum values[6] = {key.team,        Int64GetDatum(amount), key.resource, BoolGetDatum(allow_overdraft),
+                       Int64GetDatum(now()), sent_settings()};
     return run_for_grant(charge_sql, values, nullptr);
 }
 
 Grant reserve_on_shard(AccountKey key, int64 amount, const TimestampTz *expires_at, const Datum *idempotency_key)
 {
-    Datum values[6] = {key.team,
+    Datum values[7] = {key.team,
                        Int64GetDatum(amount),
                        key.resource,
-                       TimestampTzGetDatum(expires_at != nullptr ? *expires_at : 0),
+                       Int64GetDatum(expires_at != nullptr ? *expires_at : 0),
                        idempotency_key != nullptr ? *idempotency_key : (Datum) 0,
+                       Int64GetDatum(now()),
                        sent_settings()};
-    char const nulls[6] = {' ', ' ', ' ', expires_at != nullptr ? ' ' : 'n', idempotency_key != nullptr ? ' ' : 'n',
-                           ' '};
+    char const nulls[7] = {' ', ' ', ' ', expires_at != nullptr ? ' ' : 'n', idempotency_key != nullptr ? ' ' : 'n',
+                           ' ', ' '};
     return run_for_grant(reserve_sql, values, nulls);
 }
 
@@ -312,9 +342,9 @@ bool commit_on_shard(int64 reservation, const int64 *amount, Grant &grant)
     Datum team = (Datum) 0;
     bool const found = hold_team(reservation, team);
     if (found) {
-        Datum values[4] = {team, Int64GetDatum(reservation), Int64GetDatum(amount != nullptr ? *amount : 0),
-                           sent_settings()};
-        char const nulls[4] = {' ', ' ', amount != nullptr ? ' ' : 'n', ' '};
+        Datum values[5] = {team, Int64GetDatum(reservation), Int64GetDatum(amount != nullptr ? *amount : 0),
+                           Int64GetDatum(now()), sent_settings()};
+        char const nulls[5] = {' ', ' ', amount != nullptr ? ' ' : 'n', ' ', ' '};
         run_twin(commit_sql, values, nulls);
         grant = decode_reply();
     }
@@ -328,7 +358,7 @@ bool release_on_shard(int64 reservation, bool &released)
     Datum team = (Datum) 0;
     bool const found = hold_team(reservation, team);
     if (found) {
-        Datum values[2] = {team, Int64GetDatum(reservation)};
+        Datum values[4] = {team, Int64GetDatum(reservation), Int64GetDatum(now()), sent_settings()};
         run_twin(release_sql, values, nullptr);
         bool isnull = false;
         released = DatumGetBool(column(1, &isnull));

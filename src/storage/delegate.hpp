@@ -5,16 +5,19 @@
  * The public function checks its arguments where it is called (so a NULL
  * team is refused there with 22004: Citus 13.0.5 crashes planning a
  * delegated call whose distribution argument is NULL), then calls its twin
- * quota._<name>_on_shard(team, ...).  Citus delegates the twin by its team
- * (create_distributed_function, force_delegation) inside the caller's
- * transaction, and the twin runs the call as one node would, on its team's
- * shard.  The twin keeps the alert payloads it raises and sends them back
- * with its reply; the public function notifies them, so LISTEN works on the
- * node the application calls, on commit only, as on one node.
+ * quota_internal.<name>_on_shard(team, ...), in a schema PUBLIC cannot use
+ * (Citus plans the call before EXECUTE is checked).  Citus delegates the
+ * twin by its team (create_distributed_function, force_delegation) inside
+ * the caller's transaction, and the twin runs the call as one node would,
+ * on its team's shard, at the caller's transaction time and with the
+ * caller's settings.  The twin keeps the alert payloads it raises and
+ * sends them back with its reply; the public function notifies them, so
+ * LISTEN works on the node the application calls, on commit only, as on
+ * one node.
  *
  * commit_credit() and release_credit() are given only a reservation: the
- * caller first asks every shard for its team (one read, in parallel), then
- * sends the call to that team's shard.
+ * caller first asks the node that made it for its team (every shard when
+ * that node does not have it), then sends the call to that team's shard.
  */
 #pragma once
 
@@ -29,11 +32,15 @@ bool delegates();
 void no_shard_call();
 
 /*
- * The twin's side: a call on its team's shard, run with the caller's
- * settings (`settings`, text[], as the caller sent them; 0: none sent),
- * whose alert payloads are kept for the reply.
+ * The twin's side: a call on its team's shard, run at the caller's
+ * transaction time and with the caller's settings (`settings`, text[], as
+ * the caller sent them; 0: none sent), whose alert payloads are kept for
+ * the reply.
  */
-void enter_shard_call(Datum team, Datum settings);
+void enter_shard_call(Datum team, TimestampTz caller_now, Datum settings);
+
+/* Inside a twin: the caller's transaction time, which the call runs at (budget/ledger.cpp). */
+bool caller_now(TimestampTz &now);
 /* The payloads kept, as text[] (isnull when none), and the end of the twin's call. */
 Datum leave_shard_call(bool *isnull);
 

@@ -366,9 +366,20 @@ void execute(Statement &statement, Datum *values, const char *nulls, bool read_o
          * would open up to 16 per worker for each call, and with many
          * clients wait for its shared pool of connections.
          */
-        int const nest = on_citus && !statement.routed ? NewGUCNestLevel() : 0;
-        if (nest != 0)
+        bool const pooled = on_citus && !statement.routed;
+        /*
+         * A caller's citus.function_opens_transaction_block = off would let
+         * Citus commit the statement's work on the worker at once, which the
+         * caller's rollback would then not undo: on for quota's statements.
+         */
+        const char *blocks = on_citus ? GetConfigOption("citus.function_opens_transaction_block", true, false) : nullptr;
+        bool const block = blocks != nullptr && std::strcmp(blocks, "on") != 0;
+        int const nest = pooled || block ? NewGUCNestLevel() : 0;
+        if (pooled)
             (void) set_config_option("citus.max_adaptive_executor_pool_size", "1", PGC_USERSET, PGC_S_SESSION,
+                                     GUC_ACTION_SAVE, true, 0, false);
+        if (block)
+            (void) set_config_option("citus.function_opens_transaction_block", "on", PGC_USERSET, PGC_S_SESSION,
                                      GUC_ACTION_SAVE, true, 0, false);
         int const rc = snapshot != nullptr ? SPI_execute_snapshot(statement.plan, values, nulls, snapshot,
                                                                   InvalidSnapshot, read_only, false, 0)
