@@ -449,31 +449,11 @@ CREATE FUNCTION quota_internal.release_credit_on_shard(team text, reservation bi
 -- reservation id carries the Citus group of the node that made it (the
 -- team's worker, for one made by a twin), and Citus delegates this by
 -- `route`, a value whose shard is on that node.  It reads that node's own
--- shards of quota.holds (the team is not known yet, so no statement could
--- name it); a row of NULLs: not there (a shard moved since), and the
--- caller asks every shard.
+-- shards of quota.holds in one statement (the team is not known yet, so no
+-- statement could name it); a row of NULLs: not there (a shard moved
+-- since), and the caller asks every shard.
 CREATE FUNCTION quota_internal.hold_team_on_node(route text, reservation bigint, OUT team text, OUT through_parents boolean)
-RETURNS record
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    lookup pg_catalog.text;
-BEGIN
-    SELECT pg_catalog.string_agg(pg_catalog.format(
-               'SELECT CAST(h.team AS pg_catalog.text), h.origin IS NOT NULL FROM ONLY quota.%I h WHERE h.id OPERATOR(pg_catalog.=) $1',
-               'holds_' OPERATOR(pg_catalog.||) s.shardid), ' UNION ALL ')
-      INTO lookup
-      FROM pg_catalog.pg_dist_shard s
-      JOIN pg_catalog.pg_dist_placement p ON p.shardid OPERATOR(pg_catalog.=) s.shardid
-     WHERE s.logicalrelid OPERATOR(pg_catalog.=) CAST('quota.holds' AS pg_catalog.regclass)
-       AND p.groupid OPERATOR(pg_catalog.=) (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g)
-       AND pg_catalog.to_regclass(pg_catalog.format('quota.%I', 'holds_' OPERATOR(pg_catalog.||) s.shardid)) IS NOT NULL;
-    IF lookup IS NOT NULL THEN
-        EXECUTE lookup OPERATOR(pg_catalog.||) ' LIMIT 1' INTO team, through_parents USING reservation;
-    END IF;
-END
-$$;
+    RETURNS record LANGUAGE c STABLE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'quota_hold_team_on_node';
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA quota_internal FROM PUBLIC;
 
 CREATE FUNCTION quota.distribute()

@@ -43,6 +43,7 @@ PG_FUNCTION_INFO_V1(quota_charge_credit_on_shard);
 PG_FUNCTION_INFO_V1(quota_reserve_credit_on_shard);
 PG_FUNCTION_INFO_V1(quota_commit_credit_on_shard);
 PG_FUNCTION_INFO_V1(quota_release_credit_on_shard);
+PG_FUNCTION_INFO_V1(quota_hold_team_on_node);
 }
 
 namespace quota::sql {
@@ -380,6 +381,18 @@ Datum commit_credit_on_shard(FunctionCallInfo fcinfo)
     return shard_reply(fcinfo, tree::commit(PG_GETARG_INT64(1), has_amount ? &amount : nullptr));
 }
 
+/* hold_team_on_node(route, reservation): the team of a reservation made on this node (storage/delegate.hpp) */
+Datum hold_team_on_node(FunctionCallInfo fcinfo)
+{
+    require(fcinfo, 1, "reservation");
+    Datum team = (Datum) 0;
+    bool through_parents = false;
+    bool const found = storage::hold_team_here(PG_GETARG_INT64(1), team, through_parents);
+    Datum values[2] = {team, BoolGetDatum(through_parents)};
+    bool nulls[2] = {!found, !found};
+    return HeapTupleGetDatum(heap_form_tuple(result_desc(fcinfo), values, nulls));
+}
+
 /* release_credit_on_shard(team, reservation, caller_now, settings) */
 Datum release_credit_on_shard(FunctionCallInfo fcinfo)
 {
@@ -524,5 +537,6 @@ QUOTA_FUNCTION(charge_credit_on_shard, Owner, Writes)
 QUOTA_FUNCTION(reserve_credit_on_shard, Owner, Writes)
 QUOTA_FUNCTION(commit_credit_on_shard, Owner, Writes)
 QUOTA_FUNCTION(release_credit_on_shard, Owner, Writes)
+QUOTA_FUNCTION(hold_team_on_node, Owner, Reads)
 QUOTA_FUNCTION(window_at, Caller, Reads)
 QUOTA_FUNCTION(account_state, Caller, Reads)

@@ -63,4 +63,11 @@ Grant reserve_on_shard(AccountKey key, int64 amount, const TimestampTz *expires_
 bool commit_on_shard(int64 reservation, const int64 *amount, Grant &grant);
 bool release_on_shard(int64 reservation, bool &released);
 
+/*
+ * On the node a reservation's id names: its team (copied to the caller's
+ * memory), and whether it was made through parents; false when none of
+ * this node's shards has it.
+ */
+bool hold_team_here(int64 reservation, Datum &team, bool &through_parents);
+
 } // namespace quota::storage
