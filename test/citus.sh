@@ -19,6 +19,8 @@
 #      between the workers three times (citus_move_shard_placement): no
 #      error, nothing lost,
 #      the ledger's invariants hold on every account
+#   4b. test/stress/audit.py --citus through the coordinator (16 connections,
+#      its invariants), a shard moved there and back while it runs
 #   5. isolation specs through the coordinator (test/citus/specs): the last
 #      credit, commit against release, a cap's last place
 #   6. tables distributed by hand: every call refused
@@ -330,6 +332,33 @@ check "holds settled as made" \
 check "ids still unique" "SELECT count(*) = count(DISTINCT id) FROM quota.holds" t
 rm -f "$script" "$log"
 echo "citus: $done_tx transactions of 16 connections through the coordinator while shard $shard moved three times between ports $from_port and $to_port: none failed, every credit accounted for"
+
+# ---------------------------------------------------------------- 4b. the stress audit through the coordinator
+# test/stress/audit.py --citus: 16 connections on a few hot accounts through
+# the coordinator (charges, reserves, commits, releases, keyed retries,
+# multi-call transactions committed and rolled back, expiry, alerts,
+# one-second windows), with its invariants checked against what was
+# acknowledged; the shard of one hot account moves to the other worker and
+# back while it runs.
+citus_database quota_audit
+PGDATABASE=quota_audit q "SELECT quota.distribute()" >/dev/null
+audit_log=$(mktemp /tmp/quota-citus-audit.XXXXXX)
+PGDATABASE=quota_audit /usr/bin/python3 "$QUOTA_ROOT/test/stress/audit.py" --citus --workers 16 --seconds 15 >"$audit_log" 2>&1 &
+auditor=$!
+sleep 4
+read -r shard from_port < <(PGDATABASE=quota_audit q "SELECT s.shardid, p.nodeport FROM pg_dist_shard s JOIN pg_dist_placement pl USING (shardid) JOIN pg_dist_node p USING (groupid) WHERE s.logicalrelid = 'quota.accounts'::regclass AND get_shard_id_for_distribution_column('quota.accounts', 'hot-1') = s.shardid" | tr '|' ' ')
+to_port=$((from_port == CITUS_PORT + 1 ? CITUS_PORT + 2 : CITUS_PORT + 1))
+for hop in "$from_port $to_port" "$to_port $from_port"; do
+    set -- $hop
+    PGDATABASE=quota_audit q "CALL citus_cleanup_orphaned_resources()" >/dev/null
+    PGDATABASE=quota_audit q "SELECT citus_move_shard_placement($shard, 'localhost', $1, 'localhost', $2, shard_transfer_mode => 'block_writes')" >/dev/null ||
+        fail "citus_move_shard_placement failed during the audit"
+    sleep 2
+done
+wait "$auditor" || { cat "$audit_log"; fail "the stress audit through the coordinator"; }
+grep -q "^audit: all invariants hold" "$audit_log" || { cat "$audit_log"; fail "the stress audit through the coordinator"; }
+echo "citus: the stress audit through the coordinator ok, shard of hot-1 moved there and back: $(head -1 "$audit_log")"
+rm -f "$audit_log"
 
 # ---------------------------------------------------------------- 5. isolation specs
 # test/citus/specs through the coordinator, in a distributed database of
