@@ -1,5 +1,4 @@
 #include "budget/ledger.hpp"
-#include "storage/delegate.hpp"
 
 #include "bridge/error.hpp"
 #include "budget/alerts.hpp"
@@ -7,6 +6,7 @@
 #include "budget/locks.hpp"
 #include "budget/settings.hpp"
 #include "budget/tree.hpp"
+#include "storage/delegate.hpp"
 
 #include <algorithm>
 #include <vector>

@@ -276,7 +276,6 @@ Datum reserve_credit(FunctionCallInfo fcinfo)
     bool const has_hold_for = expiry_arg(fcinfo, 3, expires_at);
     Datum idempotency_key = (Datum) 0;
     bool const has_key = idempotency_key_arg(fcinfo, 4, idempotency_key);
-    storage::no_shard_call();
     if (storage::delegates())
         return grant_row(fcinfo, storage::reserve_on_shard(key, amount, has_hold_for ? &expires_at : nullptr,
                                                            has_key ? &idempotency_key : nullptr));
@@ -291,7 +290,6 @@ Datum commit_credit(FunctionCallInfo fcinfo)
     require(fcinfo, 0, "reservation");
     int64 amount = 0;
     bool const has_amount = commit_amount_arg(fcinfo, 1, amount);
-    storage::no_shard_call();
     Grant grant;
     if (storage::delegates() && storage::commit_on_shard(PG_GETARG_INT64(0), has_amount ? &amount : nullptr, grant))
         return grant_row(fcinfo, grant);
@@ -303,7 +301,6 @@ Datum commit_credit(FunctionCallInfo fcinfo)
 Datum release_credit(FunctionCallInfo fcinfo)
 {
     require(fcinfo, 0, "reservation");
-    storage::no_shard_call();
     bool released = false;
     if (storage::delegates() && storage::release_on_shard(PG_GETARG_INT64(0), released))
         PG_RETURN_BOOL(released);
@@ -316,7 +313,6 @@ Datum charge_credit(FunctionCallInfo fcinfo)
     AccountKey const key = key_args(fcinfo, 0, 2);
     int64 const amount = amount_arg(fcinfo, 1);
     require(fcinfo, 3, "allow_overdraft");
-    storage::no_shard_call();
     if (storage::delegates())
         return grant_row(fcinfo, storage::charge_on_shard(key, amount, PG_GETARG_BOOL(3)));
     return grant_row(fcinfo, tree::charge(key, amount, PG_GETARG_BOOL(3)));
@@ -381,18 +377,6 @@ Datum commit_credit_on_shard(FunctionCallInfo fcinfo)
     return shard_reply(fcinfo, tree::commit(PG_GETARG_INT64(1), has_amount ? &amount : nullptr));
 }
 
-/* hold_team_on_node(route, reservation): the team of a reservation made on this node (storage/delegate.hpp) */
-Datum hold_team_on_node(FunctionCallInfo fcinfo)
-{
-    require(fcinfo, 1, "reservation");
-    Datum team = (Datum) 0;
-    bool through_parents = false;
-    bool const found = storage::hold_team_here(PG_GETARG_INT64(1), team, through_parents);
-    Datum values[2] = {team, BoolGetDatum(through_parents)};
-    bool nulls[2] = {!found, !found};
-    return HeapTupleGetDatum(heap_form_tuple(result_desc(fcinfo), values, nulls));
-}
-
 /* release_credit_on_shard(team, reservation, caller_now, settings) */
 Datum release_credit_on_shard(FunctionCallInfo fcinfo)
 {
@@ -403,6 +387,18 @@ Datum release_credit_on_shard(FunctionCallInfo fcinfo)
     bool isnull = false;
     (void) storage::leave_shard_call(&isnull);
     PG_RETURN_BOOL(released);
+}
+
+/* hold_team_on_node(route, reservation): the team of a reservation made on this node (storage/delegate.hpp) */
+Datum hold_team_on_node(FunctionCallInfo fcinfo)
+{
+    require(fcinfo, 1, "reservation");
+    Datum team = (Datum) 0;
+    bool through_parents = false;
+    bool const found = storage::hold_team_here(PG_GETARG_INT64(1), team, through_parents);
+    Datum values[2] = {team, BoolGetDatum(through_parents)};
+    bool nulls[2] = {!found, !found};
+    return HeapTupleGetDatum(heap_form_tuple(result_desc(fcinfo), values, nulls));
 }
 
 /* expire_holds() */

@@ -73,9 +73,10 @@ Statement route_sql = {
     nullptr, 1, {INT4OID}};
 Statement hold_team_on_node_sql = {
     "SELECT r.team, r.through_parents FROM quota_internal.hold_team_on_node($1, $2) r", nullptr, 2, {TEXTOID, INT8OID}};
-Statement hold_team_sql = {
-    "SELECT CAST(h.team AS pg_catalog.text), h.origin IS NOT NULL FROM ONLY quota.holds h WHERE h.id" EQ "$1",
-    nullptr, 1, {INT8OID}};
+/* A reservation's team, and whether it was made through parents, from quota.<table> (holds, or one of its shards). */
+#define HOLD_TEAM_FROM(table) \
+    "SELECT CAST(h.team AS pg_catalog.text), h.origin IS NOT NULL FROM ONLY quota." table " h WHERE h.id" EQ "$1"
+Statement hold_team_sql = {HOLD_TEAM_FROM("holds"), nullptr, 1, {INT8OID}};
 
 /*
  * On the node a reservation's id names (quota_internal.hold_team_on_node):
@@ -84,9 +85,8 @@ Statement hold_team_sql = {
  * shards stay.
  */
 Statement local_holds_sql = {
-    "SELECT pg_catalog.string_agg(pg_catalog.format("
-    "  'SELECT CAST(h.team AS pg_catalog.text), h.origin IS NOT NULL FROM ONLY quota.%I h"
-    " WHERE h.id OPERATOR(pg_catalog.=) $1', 'holds_' OPERATOR(pg_catalog.||) s.shardid), ' UNION ALL '"
+    "SELECT pg_catalog.string_agg(pg_catalog.format('" HOLD_TEAM_FROM("%I") "',"
+    "  'holds_' OPERATOR(pg_catalog.||) s.shardid), ' UNION ALL '"
     "  ORDER BY s.shardid)"
     " FROM pg_catalog.pg_dist_shard s"
     " JOIN pg_catalog.pg_dist_placement p ON p.shardid OPERATOR(pg_catalog.=) s.shardid"
@@ -280,12 +280,8 @@ bool hold_team(int64 reservation, Datum &team)
 
 bool delegates()
 {
-    return !in_shard_call() && distributed();
-}
-
-void no_shard_call()
-{
     shard_call.active = false;
+    return distributed();
 }
 
 void enter_shard_call(Datum team, TimestampTz caller_now, Datum settings)

@@ -25,11 +25,12 @@
 
 namespace quota::storage {
 
-/* This call should go to its team's shard: quota is distributed and this is not the twin already. */
+/*
+ * A public spending call begins (no twin is under way in it: one that
+ * failed ended with its (sub)transaction): true when it goes to its team's
+ * shard, that is when quota is distributed.
+ */
 bool delegates();
-
-/* A public spending call begins: no twin is under way (one that failed ended with its (sub)transaction). */
-void no_shard_call();
 
 /*
  * The twin's side: a call on its team's shard, run at the caller's
