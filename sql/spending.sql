@@ -13,15 +13,16 @@ SELECT (SELECT row(u.*)::text FROM quota.usage u WHERE team = 'chat') = (SELECT 
 SELECT granted, reservation, used, held, remaining FROM quota.reserve_credit('chat', 2);
 SELECT granted, used, held, remaining FROM quota.reserve_credit('chat', 1);
 SELECT quota.is_team_limited('chat');
+SELECT max(id) AS r0 FROM quota.holds WHERE team = 'chat' \gset
 
 -- Commit smaller than the hold: the rest returns to the budget.
-SELECT granted, reservation, used, held, remaining FROM quota.commit_credit(currval('quota.holds_id_seq'), 1);
+SELECT granted, reservation, used, held, remaining FROM quota.commit_credit(:r0, 1);
 SELECT quota.is_team_limited('chat');
 -- Committing again changes nothing and still reports granted.
-SELECT granted, reservation, used, held, remaining FROM quota.commit_credit(currval('quota.holds_id_seq'), 1);
-SELECT granted, used, held FROM quota.commit_credit(currval('quota.holds_id_seq'));
+SELECT granted, reservation, used, held, remaining FROM quota.commit_credit(:r0, 1);
+SELECT granted, used, held FROM quota.commit_credit(:r0);
 -- Releasing a committed reservation is refused.
-SELECT quota.release_credit(currval('quota.holds_id_seq'));
+SELECT quota.release_credit(:r0);
 
 -- Commit of zero, and commit with the default (the hold amount).
 SELECT quota.set_account('chat2', 10);

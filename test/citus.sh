@@ -26,6 +26,8 @@
 #   6. tables distributed by hand: every call refused
 #   7. the project's regress files (accounts, spending, holds, settings),
 #      unchanged, on a distributed quota of one node
+#   7b. the same files through the coordinator of the three nodes: one
+#      node's expected output but for the reservation ids the workers made
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/cluster.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/lib/citus.sh"
@@ -446,5 +448,30 @@ PGDATABASE=quota_regress check "they ran on a distributed quota, the spending ca
 charge_credit_on_shard commit_credit_on_shard release_credit_on_shard reserve_credit_on_shard"
 rm -rf "$regress_out"
 echo "citus: the regress files on a distributed quota ok ($regress_files: one node's expected output, unchanged)"
+
+# ---------------------------------------------------------------- 7b. the same files through two workers
+# The same files through the coordinator of the three-node cluster, where
+# every shard is on a worker: each call runs on its team's worker and its
+# holds take that worker's ids.  The output must be the one-node expected
+# output but for those ids, renamed one to one (test/citus/same_but_ids.py).
+citus_database quota_regress2
+PGDATABASE=quota_regress2 q "SELECT quota.distribute()" >/dev/null
+regress_out=$(mktemp -d /tmp/quota-citus-regress2.XXXXXX)
+chmod 777 "$regress_out"
+# pg_regress reports the id differences; the comparison below decides.
+# shellcheck disable=SC2086
+(cd "$QUOTA_ROOT" && "$QUOTA_PG_BIN/../lib/pgxs/src/test/regress/pg_regress" --use-existing --dbname=quota_regress2 \
+    --host="$CITUS_DIR" --port="$CITUS_PORT" --user=postgres --bindir="$QUOTA_PG_BIN" \
+    --inputdir=. --outputdir="$regress_out" $regress_files >"$regress_out/pg_regress.log" 2>&1) || true
+for f in $regress_files; do
+    /usr/bin/python3 "$QUOTA_ROOT/test/citus/same_but_ids.py" "$QUOTA_ROOT/expected/$f.out" "$regress_out/results/$f.out" ||
+        fail "the regress file $f through two workers (output in $regress_out)"
+done
+# Every shard on a worker, and both workers made holds (a hold's id carries the group of the node that made it).
+PGDATABASE=quota_regress2 check "they ran on the workers" \
+    "SELECT count(*) FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid) WHERE p.groupid = 0 AND s.logicalrelid = 'quota.accounts'::regclass; SELECT string_agg(DISTINCT (h.id >> 48)::text, ' ') FROM quota.holds h" "0
+1 2"
+rm -rf "$regress_out"
+echo "citus: the regress files through two workers ok ($regress_files: one node's expected output but for reservation ids)"
 
 echo "citus: ok (Citus $(q "SELECT extversion FROM pg_extension WHERE extname = 'citus'"))"
