@@ -22,6 +22,10 @@
 # one org (quota.set_parent), each call on a random team, against FLAT-32,
 # the same calls on 32 parentless accounts.
 #
+# Every workload of the default list also runs a reservation by hand
+# (hand_reservation: the same account and hold rows written with one
+# statement to reserve and one to commit), the floor for reserve + commit.
+#
 # --workloads and --extras no (no race, no memory runs) make a shorter run,
 # e.g. the speed check of every change to the hot path:
 #   bench/run.sh --workloads SPREAD --clients 8 --extras no --out /tmp/spread.md
@@ -56,7 +60,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-CONTENDERS=(bare_update pk_select conditional_update read_then_write for_update charge_credit reserve_commit is_team_limited)
+CONTENDERS=(bare_update pk_select conditional_update read_then_write for_update charge_credit reserve_commit
+            hand_reservation is_team_limited)
 work=$(mktemp -d /tmp/quota-bench.XXXXXX)
 chmod 777 "$work"
 results=$work/results.jsonl
@@ -204,18 +209,31 @@ if [ "$extras" = yes ]; then
     memory_rows+=$'\n'"$(memory charge_credit "$memory_calls" 1)"
 fi
 
-/usr/bin/python3 - "$results" "$seconds" "$rounds" "$clients_list" "$race_rows" "$memory_rows" "$slots" >"$out" <<'PY'
+/usr/bin/python3 - "$results" "$seconds" "$rounds" "$clients_list" "$race_rows" "$memory_rows" "$slots" "$workloads" "$extras" \
+    >"$out" <<'PY'
 import json, platform, subprocess, sys, datetime
-results_path, seconds, rounds, clients_list, race_rows, memory_rows, slots = sys.argv[1:8]
+results_path, seconds, rounds, clients_list, race_rows, memory_rows, slots, workloads, extras = sys.argv[1:10]
+import atexit, io, re
+real_stdout, sys.stdout = sys.stdout, io.StringIO()
+
+
+@atexit.register
+def without_empty_sections():
+    """A section whose table got no rows (its workload did not run) is left out, up to that table."""
+    empty = re.compile(r"\A## [^|]*?^\|[^\n]*\|\n\|(?:---\|)+\n(?!\|)\n*", re.M | re.S)
+    real_stdout.write("".join(empty.sub("", t) for t in re.split(r"(?m)^(?=## )", sys.stdout.getvalue())))
+
 runs = [json.loads(line) for line in open(results_path)]
 for r in runs:
     r["contenders"] = {c["contender"]: c for c in r["contenders"]}
-writes = ["bare_update", "conditional_update", "read_then_write", "for_update", "charge_credit", "reserve_commit"]
+writes = ["bare_update", "conditional_update", "read_then_write", "for_update", "charge_credit", "reserve_commit",
+          "hand_reservation"]
 reads = ["pk_select", "is_team_limited"]
 label = {"bare_update": "bare `UPDATE` (minimum)", "pk_select": "primary-key `SELECT` (minimum)",
          "conditional_update": "one-statement conditional `UPDATE`", "read_then_write": "PL/pgSQL read-then-write",
          "for_update": "PL/pgSQL `SELECT ... FOR UPDATE`", "charge_credit": "**quota.charge_credit**",
          "reserve_commit": "**quota.reserve_credit + commit_credit**", "is_team_limited": "**quota.is_team_limited**",
+         "hand_reservation": "reservation by hand (one-statement reserve + one-statement commit)",
          "charge_credit@alerts": "**quota.charge_credit**, `quota.default_alerts = '80,100'`",
          "charge_own_alerts": "**quota.charge_credit**, `set_alerts(team, '{80,100}')` on every account"}
 cpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True).stdout.strip()
@@ -224,9 +242,13 @@ print("Machine: %s, %s cores, %s; PostgreSQL %s; %s." % (
     cpu or platform.processor(), subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(),
     platform.platform(), subprocess.run(["pg_config", "--version"], capture_output=True, text=True).stdout.strip(),
     datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")))
-print("\nCommand: `bench/run.sh --seconds %s --rounds %s --clients \"%s\" --slots %s`: pgbench -M prepared; each contender runs"
+default_workloads = "SPREAD HOT HOT-AUTO HOT-SLOTS ALERTS NEAR-LIMIT HOT-LIMIT TREE"
+options = ("" if workloads.split() == default_workloads.split() else ' --workloads "%s"' % workloads) + \
+    ("" if extras == "yes" else " --extras no")
+print("\nCommand: `bench/run.sh --seconds %s --rounds %s --clients \"%s\" --slots %s%s`: pgbench -M prepared; each contender runs"
       " alone on its own rows, the contenders taking turns round after round; the median round's tps counts. Latency"
-      " percentiles are over all rounds' transactions. pgbench and the server share the machine." % (seconds, rounds, clients_list, slots))
+      " percentiles are over all rounds' transactions. pgbench and the server share the machine." % (seconds, rounds, clients_list, slots,
+                                                                                       options))
 def find(mode, workload, clients):
     return next((r for r in runs if r["mode"] == mode and r["workload"] == workload and r["clients"] == clients), None)
 
@@ -251,6 +273,24 @@ for mode in ["durable", "cpu-bound"]:
             spread, hot, auto, slotted = (tps(found[w], name) for w in ["SPREAD", "HOT", "HOT-AUTO", "HOT-SLOTS"])
             print("| %s | %d | %s | %s | %s | %s | %s | **%.2f×** |" % (mode, clients, label[name], cell(spread), cell(hot),
                                                                      cell(auto), cell(slotted), auto / spread))
+print()
+print("## Reservations\n")
+print("A reservation is two transactions (reserve, then commit) that write an account row and a hold row each. The"
+      " hand-written one does the least SQL can for the same durable rows: one statement to reserve (conditional"
+      " `UPDATE` of the account + `INSERT` of the hold) and one to commit (`UPDATE` of the hold + `UPDATE` of the"
+      " account), on tables of quota's shape (`bench/scripts/hand_reservation.sql`). It has no idempotency, expiry"
+      " handling, rollover, slots or alerts.\n")
+print("| mode | workload | clients | bare `UPDATE` tps | by hand tps | ÷ bare | quota tps | ÷ bare | quota ÷ by hand |\n"
+      "|---|---|---|---|---|---|---|---|---|")
+for mode in ["durable", "cpu-bound"]:
+    for workload in ["SPREAD", "HOT", "HOT-AUTO", "NEAR-LIMIT"]:
+        for clients in [int(c) for c in clients_list.split()]:
+            r = find(mode, workload, clients)
+            if r is None or tps(r, "hand_reservation") is None:
+                continue
+            bare, hand, quota = (tps(r, n) for n in ["bare_update", "hand_reservation", "reserve_commit"])
+            print("| %s | %s | %d | %.0f | %.0f | %.2f× | %.0f | **%.2f×** | **%.2f×** |"
+                  % (mode, workload, clients, bare, hand, hand / bare, quota, quota / bare, quota / hand))
 print()
 print("## Alerts configured, never reached\n")
 print("SPREAD `charge_credit` on accounts without alerts, with `quota.default_alerts` set, and on accounts with"

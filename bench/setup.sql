@@ -47,6 +47,16 @@ BEGIN
     RETURN false;
 END $$;
 
+-- A reservation by hand, the fewest statements the same durable rows take: an account row with
+-- `held`, and a hold row in a copy of quota.holds (its columns, defaults and indexes, its own id
+-- sequence), reserved with one statement and committed with one (hand_reservation.sql).
+CREATE TABLE bench.hacc (team text PRIMARY KEY, used bigint NOT NULL, held bigint NOT NULL,
+                         credit_limit bigint NOT NULL);
+INSERT INTO bench.hacc SELECT g::text, :used, 0, :limit FROM generate_series(1, :accounts) g;
+CREATE TABLE bench.hholds (LIKE quota.holds INCLUDING DEFAULTS INCLUDING INDEXES);
+CREATE SEQUENCE bench.hholds_id_seq;
+ALTER TABLE bench.hholds ALTER COLUMN id SET DEFAULT nextval('bench.hholds_id_seq');
+
 -- quota accounts: c* for charge_credit and is_team_limited, r* for reserve + commit.
 SELECT count(quota.set_account(p || g, :limit)) FROM generate_series(1, :accounts) g, unnest(ARRAY['c', 'r']) p;
 -- a*: the same with alert thresholds of their own that the benchmark never reaches (ALERTS; -v alerts=on).
