@@ -22,9 +22,10 @@
 # one org (quota.set_parent), each call on a random team, against FLAT-32,
 # the same calls on 32 parentless accounts.
 #
-# Every workload of the default list also runs a reservation by hand
-# (hand_reservation: the same account and hold rows written with one
-# statement to reserve and one to commit), the floor for reserve + commit.
+# The workloads that run every contender (SPREAD, HOT, HOT-AUTO and
+# NEAR-LIMIT) also run a reservation by hand (hand_reservation: the same
+# account and hold rows written with one statement to reserve and one to
+# commit), the floor for reserve + commit.
 #
 # --workloads and --extras no (no race, no memory runs) make a shorter run,
 # e.g. the speed check of every change to the hot path:
@@ -279,7 +280,8 @@ print("A reservation is two transactions (reserve, then commit) that write an ac
       " hand-written one does the least SQL can for the same durable rows: one statement to reserve (conditional"
       " `UPDATE` of the account + `INSERT` of the hold) and one to commit (`UPDATE` of the hold + `UPDATE` of the"
       " account), on tables of quota's shape (`bench/scripts/hand_reservation.sql`). It has no idempotency, expiry"
-      " handling, rollover, slots or alerts.\n")
+      " handling, rollover, slots or alerts. On HOT-AUTO quota's account gets slots while the hand-written one takes"
+      " its one row; on NEAR-LIMIT nearly every call is a denial.\n")
 print("| mode | workload | clients | bare `UPDATE` tps | by hand tps | ÷ bare | quota tps | ÷ bare | quota ÷ by hand |\n"
       "|---|---|---|---|---|---|---|---|---|")
 for mode in ["durable", "cpu-bound"]:

@@ -39,7 +39,7 @@ SELECT pg_sleep(0.05);
 SELECT quota.expire_holds();
 SELECT quota.expire_holds();
 SELECT team, used, held FROM quota.accounts WHERE team IN ('exp2', 'exp3', 'exp4') ORDER BY team;
-SELECT team, amount, state FROM quota.holds WHERE team IN ('exp2', 'exp3', 'exp4') ORDER BY id;
+SELECT team, amount, state FROM quota.holds WHERE team IN ('exp2', 'exp3', 'exp4') ORDER BY team, id;
 
 -- Committing a hold that already expired still records the usage.
 SELECT granted, used, held, remaining FROM quota.commit_credit(:late);

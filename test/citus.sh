@@ -464,6 +464,7 @@ chmod 777 "$regress_out"
     --host="$CITUS_DIR" --port="$CITUS_PORT" --user=postgres --bindir="$QUOTA_PG_BIN" \
     --inputdir=. --outputdir="$regress_out" $regress_files >"$regress_out/pg_regress.log" 2>&1) || true
 for f in $regress_files; do
+    [ -f "$regress_out/results/$f.out" ] || { cat "$regress_out/pg_regress.log"; fail "the regress file $f through two workers: no output"; }
     /usr/bin/python3 "$QUOTA_ROOT/test/citus/same_but_ids.py" "$QUOTA_ROOT/expected/$f.out" "$regress_out/results/$f.out" ||
         fail "the regress file $f through two workers (output in $regress_out)"
 done
