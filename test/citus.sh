@@ -424,6 +424,13 @@ echo "citus: distributed by hand: every call refused (0A000), nothing changed, d
 # tables on Citus), and setup/inspection/bad_input (they check the
 # extension's own install, and distribute() without Citus).
 regress_files="accounts spending holds settings"
+# regress_on DB OUTDIR: those files through the coordinator, in database DB
+regress_on() {
+    # shellcheck disable=SC2086
+    (cd "$QUOTA_ROOT" && "$QUOTA_PG_BIN/../lib/pgxs/src/test/regress/pg_regress" --use-existing --dbname="$1" \
+        --host="$CITUS_DIR" --port="$CITUS_PORT" --user=postgres --bindir="$QUOTA_PG_BIN" \
+        --inputdir=. --outputdir="$2" $regress_files)
+}
 psql -X -q -h "$CITUS_DIR" -p "$CITUS_PORT" -U postgres -d postgres -c "CREATE DATABASE quota_regress" >/dev/null
 PGDATABASE=quota_regress psql -X -q -v ON_ERROR_STOP=1 >/dev/null <<SQL
 SET client_min_messages = warning;
@@ -436,10 +443,7 @@ ALTER DATABASE quota_regress SET track_functions = 'all';
 SQL
 regress_out=$(mktemp -d /tmp/quota-citus-regress.XXXXXX)
 chmod 777 "$regress_out"
-# shellcheck disable=SC2086
-if ! (cd "$QUOTA_ROOT" && "$QUOTA_PG_BIN/../lib/pgxs/src/test/regress/pg_regress" --use-existing --dbname=quota_regress \
-        --host="$CITUS_DIR" --port="$CITUS_PORT" --user=postgres --bindir="$QUOTA_PG_BIN" \
-        --inputdir=. --outputdir="$regress_out" $regress_files); then
+if ! regress_on quota_regress "$regress_out"; then
     cat "$regress_out/regression.diffs" 2>/dev/null || true
     fail "the regress files on a distributed quota (output in $regress_out)"
 fi
@@ -459,10 +463,7 @@ PGDATABASE=quota_regress2 q "SELECT quota.distribute()" >/dev/null
 regress_out=$(mktemp -d /tmp/quota-citus-regress2.XXXXXX)
 chmod 777 "$regress_out"
 # pg_regress reports the id differences; the comparison below decides.
-# shellcheck disable=SC2086
-(cd "$QUOTA_ROOT" && "$QUOTA_PG_BIN/../lib/pgxs/src/test/regress/pg_regress" --use-existing --dbname=quota_regress2 \
-    --host="$CITUS_DIR" --port="$CITUS_PORT" --user=postgres --bindir="$QUOTA_PG_BIN" \
-    --inputdir=. --outputdir="$regress_out" $regress_files >"$regress_out/pg_regress.log" 2>&1) || true
+regress_on quota_regress2 "$regress_out" >"$regress_out/pg_regress.log" 2>&1 || true
 for f in $regress_files; do
     [ -f "$regress_out/results/$f.out" ] || { cat "$regress_out/pg_regress.log"; fail "the regress file $f through two workers: no output"; }
     /usr/bin/python3 "$QUOTA_ROOT/test/citus/same_but_ids.py" "$QUOTA_ROOT/expected/$f.out" "$regress_out/results/$f.out" ||

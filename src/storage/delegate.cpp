@@ -53,7 +53,7 @@ Statement release_sql = {"SELECT r FROM quota_internal.release_credit_on_shard($
  * asked (Citus reads them over one connection per worker).  Made through
  * parents: not sent.
  */
-Statement route_sql = {
+Statement route_sql = local_statement({
     "WITH r AS MATERIALIZED ("
     " SELECT CAST(s.shardminvalue AS pg_catalog.int4) AS lo, CAST(s.shardmaxvalue AS pg_catalog.int4) AS hi"
     "  FROM pg_catalog.pg_dist_shard s"
@@ -70,7 +70,7 @@ Statement route_sql = {
     " WHERE EXISTS (SELECT FROM r WHERE pg_catalog.hashtext(CAST(k AS pg_catalog.text)) OPERATOR(pg_catalog.>=) r.lo"
     "  AND pg_catalog.hashtext(CAST(k AS pg_catalog.text)) OPERATOR(pg_catalog.<=) r.hi)"
     " LIMIT 1",
-    nullptr, 1, {INT4OID}};
+    nullptr, 1, {INT4OID}});
 Statement hold_team_on_node_sql = {
     "SELECT r.team, r.through_parents FROM quota_internal.hold_team_on_node($1, $2) r", nullptr, 2, {TEXTOID, INT8OID}};
 /* A reservation's team, and whether it was made through parents, from quota.<table> (holds, or one of its shards). */
@@ -84,7 +84,7 @@ Statement hold_team_sql = {HOLD_TEAM_FROM("holds"), nullptr, 1, {INT8OID}};
  * metadata (a shard moved here or away makes a new one) and kept while the
  * shards stay.
  */
-Statement local_holds_sql = {
+Statement local_holds_sql = local_statement({
     "SELECT pg_catalog.string_agg(pg_catalog.format('" HOLD_TEAM_FROM("%I") "',"
     "  'holds_' OPERATOR(pg_catalog.||) s.shardid), ' UNION ALL '"
     "  ORDER BY s.shardid)"
@@ -94,13 +94,10 @@ Statement local_holds_sql = {
     "  AND p.groupid OPERATOR(pg_catalog.=) (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g)"
     "  AND pg_catalog.to_regclass(pg_catalog.format('quota.%I', 'holds_' OPERATOR(pg_catalog.||) s.shardid))"
     "   IS NOT NULL",
-    nullptr, 0, {}};
-
-struct LocalLookup {
-    std::string sql;
-    SPIPlanPtr plan = nullptr;
-};
-LocalLookup local_lookup;
+    nullptr, 0, {}});
+/* That statement (its text in local_lookup_sql), prepared again when the node's shards change. */
+std::string local_lookup_sql;
+Statement local_lookup = local_statement({nullptr, nullptr, 1, {INT8OID}});
 
 /*
  * Before a twin is sent: the team's shard's metadata lock (ShareLock, as
@@ -111,10 +108,10 @@ LocalLookup local_lookup;
  * a query on a shard": found by test/citus.sh).  With it a move waits for
  * the calls under way, and a call for the move.
  */
-Statement lock_shard_sql = {
+Statement lock_shard_sql = local_statement({
     "SELECT pg_catalog.lock_shard_metadata(5, ARRAY[pg_catalog.get_shard_id_for_distribution_column("
     "CAST('quota.accounts' AS pg_catalog.regclass), CAST($1 AS pg_catalog.text))])",
-    nullptr, 1, {TEXTOID}};
+    nullptr, 1, {TEXTOID}});
 static_assert(ShareLock == 5, "lock_shard_metadata() takes PostgreSQL's lock mode numbers");
 
 /* The twin under way in this backend, if any. */
@@ -354,28 +351,16 @@ bool hold_team_here(int64 reservation, Datum &team, bool &through_parents)
     bool found = false;
     if (!isnull) {
         const char *sql = bridge::guarded_value([statement] { return static_cast<const char *>(TextDatumGetCString(statement)); });
-        if (local_lookup.plan == nullptr || local_lookup.sql != sql) {
+        if (local_lookup.sql == nullptr || local_lookup_sql != sql) {
             SPIPlanPtr const old = local_lookup.plan;
             local_lookup.plan = nullptr;
-            local_lookup.sql.clear();
-            SPIPlanPtr const plan = bridge::guarded_value([sql, old] {
-                if (old != nullptr)
-                    (void) SPI_freeplan(old);
-                Oid types[1] = {INT8OID};
-                SPIPlanPtr made = SPI_prepare(sql, 1, types);
-                if (made == nullptr || SPI_keepplan(made) != 0)
-                    elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-                return made;
-            });
-            local_lookup.plan = plan;
-            local_lookup.sql = sql;
+            if (old != nullptr)
+                bridge::guarded([old] { (void) SPI_freeplan(old); });
+            local_lookup_sql = sql;
+            local_lookup.sql = local_lookup_sql.c_str();
         }
-        SPIPlanPtr const plan = local_lookup.plan;
-        bridge::guarded([plan, reservation] {
-            Datum values[1] = {Int64GetDatum(reservation)};
-            if (SPI_execute_plan(plan, values, nullptr, true, 1) != SPI_OK_SELECT)
-                elog(ERROR, "SPI_execute_plan failed");
-        });
+        Datum values[1] = {Int64GetDatum(reservation)};
+        execute(local_lookup, values, nullptr, true);
         found = SPI_processed == 1;
         if (found) {
             Datum const value = column(1, &isnull);

@@ -37,7 +37,15 @@ struct Statement {
     bool prepared_for_1_0 = false;
     bool prepared_on_citus = false; /* a plan for each run's values (storage::citus_mode()) */
     bool routed = false;            /* names its team by a parameter: Citus sends it to one shard */
+    bool local = false;             /* reads no distributed table (local_statement()): one plan, as on one node */
 };
+
+/* A statement that reads no distributed table (Citus's catalog, a shard by its own name): one plan, no pool. */
+inline Statement local_statement(Statement statement)
+{
+    statement.local = true;
+    return statement;
+}
 
 /*
  * Run a statement (prepared on first use); the rows are in SPI_tuptable.

@@ -317,16 +317,23 @@ bool routed_by_team(const char *sql)
 }
 
 /*
- * One plan for every run.  On Citus, a plain statement that names its
- * team by a parameter keeps one plan too (Citus finds the shard at each
- * run); any other (over every shard, an INSERT, a WITH) gets a plan for
- * each run's values, as Citus plans those only from values.
+ * A statement Citus plans only from each run's values: on Citus, one that
+ * reads distributed tables and does not name its team by a parameter (over
+ * every shard, an INSERT, a WITH).  A plain statement that names its team
+ * keeps one plan (Citus finds the shard at each run), as does one that
+ * reads no distributed table.
  */
+bool planned_per_run(const Statement &statement, bool on_citus)
+{
+    return on_citus && !statement.routed && !statement.local;
+}
+
+/* One plan for every run, but for planned_per_run(). */
 SPIPlanPtr prepare(const char *sql, const Statement &statement, bool on_citus)
 {
     SPIPlanPtr plan = SPI_prepare_cursor(sql, statement.nargs, const_cast<Oid *>(statement.types),
-                                         on_citus && !statement.routed ? CURSOR_OPT_CUSTOM_PLAN
-                                                                       : CURSOR_OPT_GENERIC_PLAN);
+                                         planned_per_run(statement, on_citus) ? CURSOR_OPT_CUSTOM_PLAN
+                                                                              : CURSOR_OPT_GENERIC_PLAN);
     if (plan == nullptr)
         elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
     if (SPI_keepplan(plan) != 0)
@@ -366,7 +373,7 @@ void execute(Statement &statement, Datum *values, const char *nulls, bool read_o
          * would open up to 16 per worker for each call, and with many
          * clients wait for its shared pool of connections.
          */
-        bool const pooled = on_citus && !statement.routed;
+        bool const pooled = planned_per_run(statement, on_citus);
         /*
          * A caller's citus.function_opens_transaction_block = off would let
          * Citus commit the statement's work on the worker at once, which the
