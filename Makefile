@@ -38,7 +38,7 @@ ISOLATION    = last_credit reserve_vs_charge commit_vs_release double_settle \
                expire_vs_commit readers_never_wait rollover_vs_charge idempotent_retry \
                slots_last_credit slots_rebalance_vs_commit slots_count_changed slots_multi_call slots_automatic slots_gather slots_not_installed \
                alerts_once history_rollover_vs_charge purge_vs_commit \
-               parent_last_credit parent_and_child reparent_vs_commit cap_last_slot \
+               parent_last_credit parent_and_child reparent_vs_commit cap_last_slot own_account_first \
                create_index_while_waiting create_index_while_waiting_accounts concurrently_while_spending \
                denials_never_wait
 ISOLATION_OPTS = --inputdir=test --load-extension=quota

@@ -146,6 +146,14 @@ bool holds_beyond_call(storage::AccountKey key)
     return false;
 }
 
+bool holds_any()
+{
+    Table const &t = current();
+    if (t.overflowed)
+        return true;
+    return std::any_of(t.entries, t.entries + t.count, [](const Entry &entry) { return entry.held != Held::Nothing; });
+}
+
 struct Saved {
     Table table; /* entries beyond table.count are not copied */
 };

@@ -55,8 +55,10 @@ void took_slot(storage::AccountKey key, int32 slot);
 void took_whole(storage::AccountKey key);
 
 /*
- * Parent budgets (tree.cpp) make one call lock several accounts, child
- * first, and a transaction of several calls then holds an account's slot
+ * Parent budgets (tree.cpp) make one call lock several accounts (root
+ * first; or its own account first and then the ancestors without waiting
+ * for any of their locks, by a transaction that held none before the
+ * call), and a transaction of several calls then holds an account's slot
  * while the same transaction holds locks of other accounts (its chain's,
  * from an earlier call).  Rule 2's last step — having taken the account
  * row NOWAIT, wait for the slots — is safe only while every other slot
@@ -66,8 +68,8 @@ void took_whole(storage::AccountKey key);
  * takes that step: for it, a slotted account whose slot cannot serve the
  * call is Busy (the ledger answers from the free slots' shares, or raises
  * 55P03 for a settle it cannot reach).  Since such a transaction then
- * never waits, and every other waits only for an account further up its
- * chain (child first), no cycle can form.
+ * never waits, and every other waits only as its chain's canonical order
+ * allows, no cycle can form.
  *
  * start_call() begins a call (tree.cpp, and the ledger's admin calls);
  * in_call() adds an account the call has locked (tree.cpp, after each
@@ -78,6 +80,9 @@ void took_whole(storage::AccountKey key);
 void start_call();
 void in_call(uint64 account);
 bool holds_beyond_call(storage::AccountKey key);
+
+/* Whether the transaction holds (or may hold) a lock of any account: tree.cpp's own-account-first order is for those that hold none. */
+bool holds_any();
 
 /*
  * What the table holds now, to be put back after a subtransaction of the

@@ -270,18 +270,36 @@ void peek_chain(const Chain &chain, Least &least, Usage &own)
 
 /*
  * A spend on an account with a parent.  `step(key, cap, is_child)` is the
- * ledger's call on one account.  The accounts are locked root first — one
- * canonical order: an ancestor before any of its descendants, so calls on
- * siblings meet first at their common ancestors, and a transaction that
- * calls several accounts in one order locks every ancestor before the
- * accounts under it.  All inside a subtransaction: granted by every
- * account, it is released; denied by one, or an idempotent retry that
- * found its first reservation, it rolls back (nothing changed anywhere);
- * an account whose links changed before its lock was taken makes the call
- * start again with the chain as it is now (a few times, then 40001).
+ * ledger's call on one account.  The canonical order is root first: an
+ * ancestor before any of its descendants, so calls on siblings meet first
+ * at their common ancestors, and a transaction that calls several
+ * accounts in one order locks every ancestor before the accounts under
+ * it.  All inside a subtransaction: granted by every account, it is
+ * released; denied by one, or an idempotent retry that found its first
+ * reservation, it rolls back (nothing changed anywhere); an account whose
+ * links changed before its lock was taken makes the call start again with
+ * the chain as it is now (a few times, then 40001).
+ *
+ * Own account first, when it can be had without waiting.  Root first, a
+ * call that waits for its team's row (another call of that team has it)
+ * waits holding a part of the parent (one of its slots), which the
+ * team's other calls and the siblings' then wait for in turn.  So a
+ * transaction that holds no lock of any account yet first takes its own
+ * account (it may wait: it holds nothing), then the ancestors upwards
+ * *impatiently* (storage::Impatience: any lock it would wait for throws
+ * WouldWait instead).  Granted by every account, that is the call.
+ * Anything else — a lock it would have waited for, a denial, a replay, a
+ * changed link, an error of the extension's own — rolls the subtransaction
+ * back and the call runs again root first, with waits, so every reply
+ * other than a grant is exactly the canonical one.  No deadlock comes of it: a transaction in the
+ * own-first order waits only while it holds nothing, and once it holds
+ * its own account it never waits; when its call is over it holds what
+ * the canonical call would have held.  The ancestors' parts of a
+ * reservation get their ids drawn root first before the steps, so that
+ * settling (ancestor_holds(), by id) still goes root first.
  */
 enum class Kind { Reserve, Charge };
-enum class Outcome { Granted, Denied, Replayed, Changed };
+enum class Outcome { Granted, Denied, Replayed, Changed, WouldWait };
 
 /*
  * A keyed retry of a reserve: when the account already has a hold with
@@ -324,8 +342,11 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
     Grant replayed;
     if (replay(key, idempotency_key, replayed))
         return replayed;
-    for (int attempt = 1;; attempt++) {
+    bool tried_own_first = false;
+    for (int attempt = 1;;) {
         Chain const chain = chain_of(key, attempt == 1 ? first : links_of(key));
+        bool const own_first = !tried_own_first && !locks::holds_any();
+        tried_own_first = true;
         locks::SavedTable const saved = locks::save();
         locks::start_call();
         bridge::Subtransaction const outer = bridge::begin_subtransaction();
@@ -337,10 +358,16 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
         least.amount = amount;
         try {
             int64 const reservation = kind == Kind::Reserve ? storage::next_hold_id() : 0;
-            for (int32 i = chain.count - 1; i >= 0; i--) {
+            int64 part_ids[kMaxChain] = {};
+            if (own_first && kind == Kind::Reserve)
+                for (int32 i = chain.count - 1; i > 0; i--)
+                    part_ids[i] = storage::next_hold_id(); /* root's first: settled in id order */
+            for (int32 n = 0; n < chain.count; n++) {
+                int32 const i = own_first ? n : chain.count - 1 - n;
                 Grant grant;
                 {
-                    OriginScope const origin(reservation, i == 0 ? reservation : 0);
+                    storage::Impatience const impatient(own_first && i > 0);
+                    OriginScope const origin(reservation, i == 0 ? reservation : part_ids[i]);
                     grant = step(chain.keys[i], cap_of(chain.reads[i]), i == 0);
                 }
                 if (changed_since(chain.keys[i], chain.reads[i])) {
@@ -359,11 +386,15 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
                 }
                 if (i == 0) {
                     head = grant;
-                    /* A keyed retry answered with its first reservation: the holds just made above go. */
-                    if (kind == Kind::Reserve && grant.reservation != reservation)
+                    /* A keyed retry answered with its first reservation: the holds made for it go. */
+                    if (kind == Kind::Reserve && grant.reservation != reservation) {
                         outcome = Outcome::Replayed;
+                        break;
+                    }
                 }
             }
+        } catch (const storage::WouldWait &) {
+            outcome = Outcome::WouldWait; /* own account first only; the rollback below gives back what it took */
         } catch (const PgError &error) {
             ErrorData *const kept = bridge::error_outside(error.data(), outer);
             bridge::rollback_subtransaction(outer);
@@ -372,6 +403,14 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
         } catch (...) {
             bridge::rollback_subtransaction(outer);
             locks::restore(saved);
+            /*
+             * The extension's own error (an overflow, say) in the own-first
+             * order: the canonical order may answer otherwise (an ancestor
+             * that denies first), so it decides.  PostgreSQL's errors
+             * (cancel, timeouts, serialization) go to the caller as they are.
+             */
+            if (own_first)
+                continue;
             throw;
         }
         if (outcome == Outcome::Granted) {
@@ -381,8 +420,10 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
         }
         bridge::rollback_subtransaction(outer); /* nothing of this call stays, on any account */
         locks::restore(saved);
+        if (own_first)
+            continue; /* again, root first: every reply but a grant is the canonical order's */
         if (outcome == Outcome::Changed) {
-            if (attempt < kAttempts)
+            if (attempt++ < kAttempts)
                 continue;
             changed_during_call(chain.keys[changed_at]);
         }

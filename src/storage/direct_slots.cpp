@@ -102,7 +102,23 @@ bool peek_slot(AccountKey key, int32 number, SlotRow &out)
     return found;
 }
 
+namespace {
+
+SlotLock lock_seen_slot_once(const SlotRow &row, bool wait, TransactionId *holder);
+
+} // namespace
+
 SlotLock lock_seen_slot(const SlotRow &row, bool wait, TransactionId *holder)
+{
+    SlotLock const got = lock_seen_slot_once(row, wait && !impatient(), holder);
+    if (got == SlotLock::Busy && wait)
+        throw WouldWait(); /* impatient (store.hpp) */
+    return got;
+}
+
+namespace {
+
+SlotLock lock_seen_slot_once(const SlotRow &row, bool wait, TransactionId *holder)
 {
     return bridge::guarded_value([&] {
         TableLayout layout;
@@ -135,6 +151,8 @@ SlotLock lock_seen_slot(const SlotRow &row, bool wait, TransactionId *holder)
         return SlotLock::Changed;
     });
 }
+
+} // namespace
 
 void write_slot(const SlotRow &row)
 {

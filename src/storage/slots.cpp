@@ -27,6 +27,15 @@ Statement lock_all_slots_sql = {
     "SELECT s.ctid, " SLOT_COLUMNS " FROM ONLY quota.slots s WHERE " SLOTS_OF("$1", "$2") " ORDER BY s.slot FOR UPDATE",
     nullptr, 2, {TEXTOID, TEXTOID}};
 
+/* Impatient (store.hpp): the free ones, and how many there are in all (the account row held: no slot comes or goes). */
+Statement lock_free_slots_sql = {
+    "SELECT s.ctid, " SLOT_COLUMNS " FROM ONLY quota.slots s WHERE " SLOTS_OF("$1", "$2")
+    " ORDER BY s.slot FOR UPDATE SKIP LOCKED",
+    nullptr, 2, {TEXTOID, TEXTOID}};
+
+Statement count_slots_sql = {
+    "SELECT pg_catalog.count(*) FROM ONLY quota.slots s WHERE " SLOTS_OF("$1", "$2"), nullptr, 2, {TEXTOID, TEXTOID}};
+
 Statement one_slot_sql = {
     "SELECT s.ctid, " SLOT_COLUMNS " FROM ONLY quota.slots s WHERE " SLOTS_OF("$1", "$2") " AND s.slot" EQ "$3",
     nullptr, 3, {TEXTOID, TEXTOID, INT4OID}};
@@ -117,11 +126,18 @@ void encode_slot(const Slot &slot, Datum *values, char *nulls)
 std::vector<SlotRow> lock_all_slots(AccountKey key)
 {
     Datum values[2] = {key.team, key.resource};
-    execute(lock_all_slots_sql, values, nullptr, false);
+    bool const skip = impatient();
+    execute(skip ? lock_free_slots_sql : lock_all_slots_sql, values, nullptr, false);
     std::vector<SlotRow> rows;
     rows.reserve(SPI_processed);
     for (uint64 i = 0; i < SPI_processed; i++)
         rows.push_back(slot_row(i));
+    if (skip) {
+        execute(count_slots_sql, values, nullptr, false);
+        bool isnull = false;
+        if (static_cast<uint64>(DatumGetInt64(column(1, &isnull))) != rows.size())
+            throw WouldWait(); /* one is busy: the subtransaction's rollback gives back those taken */
+    }
     return rows;
 }
 

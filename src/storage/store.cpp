@@ -450,7 +450,40 @@ bool lock_account(AccountKey key, Account &account, ItemPointerData &row, const 
     return lock_account(key, account, row, seen, true) == RowLock::Locked;
 }
 
+namespace {
+
+bool impatience = false;
+
+RowLock lock_account_once(AccountKey key, Account &account, ItemPointerData &row, const ItemPointerData *seen, bool wait);
+
+} // namespace
+
+Impatience::Impatience(bool on) : before_(impatience)
+{
+    impatience = on;
+}
+
+Impatience::~Impatience()
+{
+    impatience = before_;
+}
+
+bool impatient()
+{
+    return impatience;
+}
+
 RowLock lock_account(AccountKey key, Account &account, ItemPointerData &row, const ItemPointerData *seen, bool wait)
+{
+    RowLock const got = lock_account_once(key, account, row, seen, wait && !impatience);
+    if (got == RowLock::Busy && wait)
+        throw WouldWait();
+    return got;
+}
+
+namespace {
+
+RowLock lock_account_once(AccountKey key, Account &account, ItemPointerData &row, const ItemPointerData *seen, bool wait)
 {
     RowLock found = RowLock::Missing;
     if (lock_account_direct(key, seen, wait, account, row, found))
@@ -475,6 +508,8 @@ RowLock lock_account(AccountKey key, Account &account, ItemPointerData &row, con
     row = *reinterpret_cast<ItemPointer>(DatumGetPointer(column(1, &isnull)));
     return RowLock::Locked;
 }
+
+} // namespace
 
 namespace {
 

@@ -24,6 +24,7 @@
 
 #include "budget/account.hpp"
 
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,32 @@ bool lock_account(AccountKey key, Account &account, ItemPointerData &row, const 
 /* The same, but with wait false it never waits: Busy when another transaction holds the row. */
 enum class RowLock { Locked, Missing, Busy };
 RowLock lock_account(AccountKey key, Account &account, ItemPointerData &row, const ItemPointerData *seen, bool wait);
+
+/*
+ * Impatience, for a chain call that takes its own account before the
+ * ancestors (budget/tree.cpp): while an Impatience(true) is in scope, a
+ * row lock the call would wait for — an account row (lock_account() with
+ * wait), a slot (lock_seen_slot() with wait), the slots of an account
+ * taken whole (lock_all_slots()) — is not waited for: WouldWait is thrown
+ * instead, with nothing of that account locked, and the caller rolls back
+ * the subtransaction it runs in.  Calls that already do not wait (Busy)
+ * answer as always.
+ */
+class WouldWait : public std::exception {
+public:
+    const char *what() const noexcept override { return "a quota row lock is held by another transaction"; }
+};
+class Impatience {
+public:
+    explicit Impatience(bool on);
+    ~Impatience();
+    Impatience(const Impatience &) = delete;
+    Impatience &operator=(const Impatience &) = delete;
+
+private:
+    bool before_;
+};
+bool impatient();
 
 /*
  * Whether automatic slotting may change the account's slots: not when
@@ -288,7 +315,7 @@ std::vector<Slot> read_slots(AccountKey key, Snapshot snapshot);
 bool read_slot_sql(AccountKey key, int32 number, Snapshot snapshot, SlotRow &out);
 void write_slot_sql(const SlotRow &row);
 
-/* Lock every slot of the account, in slot order (the caller holds the account row). */
+/* Lock every slot of the account, in slot order (the caller holds the account row); WouldWait when impatient() and one is busy. */
 std::vector<SlotRow> lock_all_slots(AccountKey key);
 
 void update_slot(const SlotRow &row);
