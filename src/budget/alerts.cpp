@@ -6,61 +6,31 @@
 #include "bridge/error.hpp"
 #include "bridge/guard.hpp"
 #include "budget/settings.hpp"
+#include "storage/table_cache.hpp"
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
-#include <string>
-#include <unordered_map>
 
 namespace quota::alerts {
 
 namespace {
 
-/*
- * Per-backend cache, deliberately: account (team '\0' resource) → its own
- * thresholds, or none (then quota.default_alerts applies).  Emptied by any
- * invalidation of quota.alert_settings, and when it grows past kMaxCached.
- */
+/* An account's own thresholds (own false: none, so quota.default_alerts applies). */
 struct Cached {
     bool own = false;
     std::vector<int32> thresholds;
 };
-std::unordered_map<std::string, Cached> cache;
-bool stale = true;
-bool any_own = true;       /* quota.alert_settings has rows (read again after each invalidation) */
-Oid watched = InvalidOid; /* quota.alert_settings, once read */
-constexpr size_t kMaxCached = 100000;
 
 /*
- * After an invalidation (or when full): start again, and see whether any
- * account has thresholds of its own.  Called with the account row locked:
- * invalidations sent by set_alerts() calls that committed before this call
- * got the row are taken in first (a backend takes them in at transaction
- * start and when it first takes a lock, both of which may have come before
- * that commit), and the rows are read under the latest snapshot.
+ * quota.alert_settings, per backend (storage/table_cache.hpp).  Refreshed
+ * with the account row locked: invalidations sent by set_alerts() calls
+ * that committed before this call got the row are taken in first (a
+ * backend takes them in at transaction start and when it first takes a
+ * lock, both of which may have come before that commit), and the rows are
+ * read under the latest snapshot.
  */
-void refresh()
-{
-    bridge::guarded([] { AcceptInvalidationMessages(); });
-    /* On Citus no invalidation comes from other nodes: read the thresholds again (as in tree.cpp). */
-    if (storage::distributed()) {
-        cache.clear();
-        stale = false;
-        watched = storage::alert_settings_relid();
-        any_own = true;
-        return;
-    }
-    /* No quota.alert_settings when last read: ALTER EXTENSION quota UPDATE may have made it since. */
-    if (!stale && !OidIsValid(watched) && OidIsValid(storage::alert_settings_relid()))
-        stale = true;
-    if (!stale && cache.size() < kMaxCached)
-        return;
-    cache.clear();
-    stale = false;
-    watched = storage::alert_settings_relid();
-    any_own = storage::any_thresholds(); /* none: no account needs a lookup (quota.default_alerts only) */
-}
+storage::TableCache<Cached> cache(storage::alert_settings_relid, storage::any_thresholds);
 
 /*
  * The account's thresholds, ascending: its own, else quota.default_alerts;
@@ -68,19 +38,15 @@ void refresh()
  */
 std::vector<int32> thresholds_of(storage::AccountKey key)
 {
-    refresh();
-    if (!any_own)
+    cache.refresh();
+    if (!cache.any())
         return settings::default_alerts();
-    std::string name = storage::cache_key(key);
-    auto found = cache.find(name);
-    if (found == cache.end()) {
-        Cached entry;
-        entry.own = storage::read_thresholds(key, entry.thresholds);
-        std::sort(entry.thresholds.begin(), entry.thresholds.end());
-        found = cache.emplace(std::move(name), std::move(entry)).first;
-    }
-    if (found->second.own && !found->second.thresholds.empty())
-        return found->second.thresholds;
+    Cached const &entry = cache.get(key, [](storage::AccountKey at, Cached &read) {
+        read.own = storage::read_thresholds(at, read.thresholds);
+        std::sort(read.thresholds.begin(), read.thresholds.end());
+    });
+    if (entry.own && !entry.thresholds.empty())
+        return entry.thresholds;
     return settings::default_alerts();
 }
 
@@ -150,24 +116,22 @@ void raise_crossed(storage::AccountKey key, const Account &after, int64 before, 
 
 void forget_all()
 {
-    stale = true;
+    cache.forget();
 }
 
 void remember(storage::AccountKey key, const std::vector<int32> &thresholds)
 {
-    refresh();
-    any_own = any_own || !thresholds.empty();
+    cache.refresh();
     Cached entry;
     entry.own = !thresholds.empty();
     entry.thresholds = thresholds;
     std::sort(entry.thresholds.begin(), entry.thresholds.end());
-    cache[storage::cache_key(key)] = std::move(entry);
+    cache.put(key, std::move(entry), !thresholds.empty());
 }
 
 void relcache_changed(Oid relation)
 {
-    if (relation == InvalidOid || relation == watched)
-        stale = true;
+    cache.changed(relation);
 }
 
 bool parse_thresholds(const char *text, std::vector<int32> &out)

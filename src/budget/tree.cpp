@@ -8,11 +8,10 @@
 #include "bridge/subtransaction.hpp"
 #include "budget/ledger.hpp"
 #include "budget/locks.hpp"
+#include "storage/table_cache.hpp"
 
 #include <algorithm>
 #include <cstring>
-#include <string>
-#include <unordered_map>
 
 namespace quota::tree {
 
@@ -20,46 +19,8 @@ namespace {
 
 using storage::Links;
 
-/*
- * Per-backend cache, deliberately: account (team '\0' resource) → its row
- * of quota.links, or none.  Emptied by any invalidation of quota.links
- * (its trigger sends one every backend receives when a change commits),
- * and when it grows past kMaxCached.  `generation` counts invalidations:
- * a call compares it before and after taking an account's lock.
- */
-std::unordered_map<std::string, Links> cache;
-bool stale = true;
-bool any = true;           /* quota.links has rows (read again after each invalidation) */
-Oid watched = InvalidOid;  /* quota.links, once read */
-uint64 generation = 0;
-constexpr size_t kMaxCached = 100000;
-
-/* Take in pending invalidations; after one (or when full) start again. */
-void refresh()
-{
-    bridge::guarded([] { AcceptInvalidationMessages(); });
-    /*
-     * On Citus a change made on another node, or by hand through Citus,
-     * sends this node no invalidation: every call reads its account's links
-     * again (one statement on the team's shard).
-     */
-    if (storage::distributed()) {
-        cache.clear();
-        stale = false;
-        watched = storage::links_relid();
-        any = true;
-        return;
-    }
-    /* No quota.links when last read: ALTER EXTENSION quota UPDATE may have made it since (no invalidation says so). */
-    if (!stale && !OidIsValid(watched) && OidIsValid(storage::links_relid()))
-        stale = true;
-    if (!stale && cache.size() < kMaxCached)
-        return;
-    cache.clear();
-    stale = false;
-    watched = storage::links_relid();
-    any = storage::any_links(); /* none: no account needs a lookup */
-}
+/* quota.links, per backend (storage/table_cache.hpp); its generation() is compared before and after an account's lock. */
+storage::TableCache<Links> cache(storage::links_relid, storage::any_links);
 
 /* The account's links as of now, and the generation they were read in. */
 struct Read {
@@ -69,19 +30,11 @@ struct Read {
 
 Read links_of(AccountKey key)
 {
-    refresh();
+    cache.refresh();
     Read read;
-    read.generation = generation;
-    if (!any)
-        return read;
-    std::string name = storage::cache_key(key);
-    auto found = cache.find(name);
-    if (found == cache.end()) {
-        Links links;
-        storage::read_links(key, links);
-        found = cache.emplace(std::move(name), links).first;
-    }
-    read.links = found->second;
+    read.generation = cache.generation();
+    if (cache.any())
+        read.links = cache.get(key, [](AccountKey at, Links &links) { storage::read_links(at, links); });
     return read;
 }
 
@@ -102,7 +55,7 @@ bool same(const Links &a, const Links &b)
 bool changed_since(AccountKey key, const Read &read)
 {
     bridge::guarded([] { AcceptInvalidationMessages(); });
-    if (generation == read.generation)
+    if (cache.generation() == read.generation)
         return false;
     Links now;
     storage::read_links(key, now);
@@ -615,10 +568,7 @@ bool capped(AccountKey key)
 
 void relcache_changed(Oid relation)
 {
-    if (relation == InvalidOid || relation == watched) {
-        stale = true;
-        generation++;
-    }
+    cache.changed(relation);
 }
 
 } // namespace quota::tree
