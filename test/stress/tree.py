@@ -29,6 +29,8 @@ call touches it).  What is checked (any failure exits 1):
     that would wait for a transaction waiting for this one) is rolled back
   * each reservation settled at most once, as the client saw it
   * no error at all other than the crash's lost connections and 55P03
+and then, apart: 50 reserves at the same instant on a key capped at 3
+under a team grant exactly 3 (the others are denied with a retry_after).
 """
 import argparse
 import os
@@ -320,6 +322,50 @@ def audit(ledger):
     return failures, chains, capped
 
 
+def burst(clients=50, cap=3):
+    """A cap of `cap` on a key under a team, `clients` reserves at the same instant (each its own
+    connection and transaction): exactly `cap` granted, the rest denied with a retry_after, and the
+    key and its team each hold exactly `cap` credits.  Returns failures."""
+    conn = connect()
+    cur = conn.cursor()
+    cur.execute("SELECT quota.set_account('burst-team', 1000), quota.set_account('burst-key', 100)")
+    cur.execute("SELECT quota.set_parent('burst-key', 'burst-team'), quota.set_concurrency('burst-key', %s)", (cap,))
+    start = threading.Barrier(clients)
+    replies = []
+    lock = threading.Lock()
+
+    def one():
+        c = connect()
+        k = c.cursor()
+        start.wait()
+        k.execute("SELECT granted, retry_after FROM quota.reserve_credit('burst-key', 1, hold_for => '1 minute')")
+        row = k.fetchone()
+        with lock:
+            replies.append(row)
+        c.close()
+
+    threads = [threading.Thread(target=one) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    failures = []
+    granted = sum(1 for g, _ in replies if g)
+    if len(replies) != clients or granted != cap:
+        failures.append("burst: %d of %d replies, %d granted on a cap of %d" % (len(replies), clients, granted, cap))
+    if any(not g and r is None for g, r in replies):
+        failures.append("burst: a reserve denied by the cap without retry_after")
+    cur.execute("SELECT team, held FROM quota.usage WHERE team IN ('burst-key', 'burst-team') ORDER BY team")
+    for team, held in cur.fetchall():
+        if held != cap:
+            failures.append("burst: %s holds %d, expected %d" % (team, held, cap))
+    print("burst: %d concurrent reserves on a key capped at %d under a team: %d granted" % (clients, cap, granted))
+    cur.execute("DELETE FROM quota.links WHERE team LIKE 'burst-%'; DELETE FROM quota.holds WHERE team LIKE 'burst-%';"
+                " DELETE FROM quota.slots WHERE team LIKE 'burst-%'; DELETE FROM quota.accounts WHERE team LIKE 'burst-%'")
+    conn.close()
+    return failures
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=16)
@@ -389,6 +435,7 @@ def main():
     print("denied grants: %d; slotted at the end: %s" % (sum(1 for _, g in ledger.grants if not g[0]),
                                                       cur.fetchone()[0]))
     cur.execute("DROP TRIGGER IF EXISTS count_capped ON quota.holds")
+    failures += burst()
     if failures:
         for f in failures[:40]:
             print("AUDIT FAILURE:", f)
