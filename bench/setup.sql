@@ -65,8 +65,11 @@ SELECT count(quota.set_alerts('a' || g, '{80,100}')) FROM generate_series(1, :ac
 UPDATE quota.accounts SET used = :used;
 -- The hot accounts split into slots (quota.set_slots), for the HOT-SLOTS workload.
 SELECT quota.set_slots(t, :slots) FROM unnest(ARRAY['c1', 'r1']) t WHERE :slots > 0;
--- TREE: the first :tree teams of each kind under one org each (quota.set_parent).
+-- TREE: the first :tree teams of each kind under one org each (quota.set_parent), and as many
+-- parentless accounts fc*/fr* beside them (flat_charge.sql, flat_reserve_commit.sql), so that the
+-- calls with and without a parent take turns in the same rounds.
 SELECT count(quota.set_account(p || 'org', :limit)) FROM unnest(ARRAY['c', 'r']) p WHERE :tree > 0;
 SELECT count(quota.set_parent(p || g, p || 'org')) FROM generate_series(1, :tree) g, unnest(ARRAY['c', 'r']) p;
+SELECT count(quota.set_account(p || g, :limit)) FROM generate_series(1, :tree) g, unnest(ARRAY['fc', 'fr']) p;
 VACUUM ANALYZE;
 CHECKPOINT;
