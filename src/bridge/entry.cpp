@@ -132,6 +132,8 @@ Datum call(FunctionCallInfo fcinfo, Body body, Access access, Effect effect, con
     Datum result = (Datum) 0;
 
     try {
+        /* A quota call made inside another's impatient step (from a trigger) waits as calls do (store.hpp). */
+        storage::Impatience const patient(false);
         if (access == Access::Owner) {
             Oid const owner = storage::tables_owner();
             GetUserIdAndSecContext(&saved_user, &saved_context);

@@ -147,7 +147,8 @@ bool slotted_account(AccountKey key, Account &account, ItemPointerData &where)
  * its slot count or its row version differs (the ledger writes the row
  * whenever it deals the shares again, so a cached set is of one deal).  A
  * sum past the limit (shares moved between slots without a new deal:
- * gather_in_own_slot) is not reported: the slots are read again.
+ * gather_in_own_slot) is not reported: the slots are read again; nor is
+ * one after a subtransaction rolled back (its own slot writes may be gone).
  * Decisions never use it.  Per backend, deliberately: one set, the last
  * account asked about.
  */
@@ -160,6 +161,14 @@ struct OtherSlots {
     Slot slots[kMaxSlots];
 };
 OtherSlots others;
+bool watching_rollbacks = false;
+
+/* A rolled-back subtransaction (a savepoint, a chain call's own) may have undone a slot write the copies hold. */
+void subtransaction_event(SubXactEvent event, SubTransactionId, SubTransactionId, void *)
+{
+    if (event == SUBXACT_EVENT_ABORT_SUB)
+        others.account = 0;
+}
 
 bool others_current(uint64 account, const Account &seen, const ItemPointerData &where, TimestampTz clock)
 {
@@ -195,6 +204,10 @@ Grant granted_reply(AccountKey key, const Account &seen, const ItemPointerData &
         others.count = count;
         others.read_at = clock;
         others.wrote = InvalidTransactionId;
+    }
+    if (!watching_rollbacks) {
+        bridge::guarded([] { RegisterSubXactCallback(subtransaction_event, nullptr); });
+        watching_rollbacks = true;
     }
     others.wrote = bridge::guarded_value([] { return GetTopTransactionIdIfAny(); });
     storage::SlotTotals totals;

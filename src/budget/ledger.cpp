@@ -983,6 +983,20 @@ void with_account_locked(AccountKey key, const std::function<void()> &change)
     storage::finish();
 }
 
+bool denies_now(AccountKey key, int64 amount)
+{
+    TimestampTz const now = transaction_now();
+    storage::begin_call(storage::Intent::Write);
+    storage::connect();
+    Look const look = look_up(key);
+    Turn turn = turn_for(key);
+    Grant denial;
+    bool const denies = look.exists && denied_by_snapshot(key, look, amount, nullptr, turn, now, denial);
+    storage::drop_snapshot(look.snapshot);
+    storage::finish();
+    return denies;
+}
+
 bool peek(AccountKey key, Usage &usage)
 {
     TimestampTz const now = transaction_now();

@@ -89,6 +89,14 @@ void with_account_locked(AccountKey key, const std::function<void()> &change);
 /* Read-only: no row lock, never waits. */
 bool is_limited(AccountKey key);
 
+/*
+ * Whether a spend of `amount` on the account would be denied from its
+ * committed state now, as reserve() and charge() deny without a lock
+ * ("denials at the price of a read"); no lock, never waits.  False when
+ * that cannot be told so (unlimited, REPEATABLE READ, missing).
+ */
+bool denies_now(AccountKey key, int64 amount);
+
 /* The account as a reply would report it now (read-only, like is_limited()); false when it does not exist. */
 bool peek(AccountKey key, Usage &usage);
 

@@ -233,25 +233,31 @@ void peek_chain(const Chain &chain, Least &least, Usage &own)
  * links changed before its lock was taken makes the call start again with
  * the chain as it is now (a few times, then 40001).
  *
- * Own account first, when it can be had without waiting.  Root first, a
- * call that waits for its team's row (another call of that team has it)
- * waits holding a part of the parent (one of its slots), which the
- * team's other calls and the siblings' then wait for in turn.  So a
- * transaction that holds no lock of any account yet first takes its own
- * account (it may wait: it holds nothing), then the ancestors upwards
- * *impatiently* (storage::Impatience: any lock it would wait for throws
- * WouldWait instead).  Granted by every account, that is the call.
- * Anything else — a lock it would have waited for, a denial, a replay, a
- * changed link, an error of the extension's own — rolls the subtransaction
- * back and the call runs again root first, with waits, so every reply
- * other than a grant is exactly the canonical one.  No deadlock comes of it: a transaction in the
- * own-first order waits only while it holds nothing, and once it holds
- * its own account it never waits; when its call is over it holds what
- * the canonical call would have held.  The ancestors' parts of a
- * reservation get their ids drawn root first before the steps, so that
- * settling (ancestor_holds(), by id) still goes root first.
+ * Own account first.  Root first, a call that waits for its team's row
+ * (another call of that team has it) waits holding a part of the parent
+ * (one of its slots), which the team's other calls and the siblings' then
+ * wait for in turn.  So a call that may (may_go_own_first(): nothing of
+ * any account held yet, READ COMMITTED, no capped ancestor, no ancestor
+ * whose committed state already denies it) first takes its own account —
+ * waiting if it must, holding no other account's lock — and then the
+ * ancestors upwards *impatiently* (storage::Impatience: a row lock of an
+ * account or slot it would wait for throws WouldWait instead).  Granted
+ * by every account, that is the call.  A lock it would have waited for, a
+ * denial, a replay, a changed link or an error of the extension's own
+ * rolls the subtransaction back, and the call runs again root first, with
+ * waits, so such replies are the canonical order's (PostgreSQL's own
+ * errors — a cancel, lock_timeout, 40001 — go to the caller as they are).
+ * No deadlock comes of it through the accounts' row locks: such a call
+ * waits for another account's row only while it holds none, and once its
+ * own account is done it waits for no other account's row; when its call
+ * is over it holds what the canonical call would have held.  (Waits that
+ * are not an account's row — a quota side table's relation lock, a
+ * unique-index insert racing another — are as in any call.)  The
+ * ancestors' parts of a reservation get their ids drawn root first before
+ * the steps, so that settling (ancestor_holds(), by id) still goes root
+ * first.
  */
-enum class Kind { Reserve, Charge };
+enum class Kind { Reserve, Charge, Overdraft };
 enum class Outcome { Granted, Denied, Replayed, Changed, WouldWait };
 
 /*
@@ -286,6 +292,31 @@ bool replay(AccountKey key, const Datum *idempotency_key, Grant &out)
     return true;
 }
 
+/*
+ * Whether the call may take its own account first: the transaction holds
+ * no quota lock; READ COMMITTED (where a denial from the committed state
+ * is exact); no ancestor has a concurrency cap (a capped account is
+ * decided on its row: it would deny only after the call took its own);
+ * and no ancestor's committed state already denies it (then the call goes
+ * root first, and the denier turns it away with no lock and no write, as
+ * for one account, instead of the call queueing for its own account
+ * first).
+ */
+bool may_go_own_first(const Chain &chain, int64 amount, Kind kind)
+{
+    if (locks::holds_any() || bridge::guarded_value([] { return IsolationUsesXactSnapshot(); }))
+        return false;
+    for (int32 i = 1; i < chain.count; i++)
+        if (cap_of(chain.reads[i]) >= 0)
+            return false;
+    if (kind == Kind::Overdraft)
+        return true;
+    for (int32 i = chain.count - 1; i > 0; i--)
+        if (ledger::denies_now(chain.keys[i], amount))
+            return false;
+    return true;
+}
+
 template <typename Step>
 Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, const Step &step,
                   const Datum *idempotency_key)
@@ -298,7 +329,7 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
     bool tried_own_first = false;
     for (int attempt = 1;;) {
         Chain const chain = chain_of(key, attempt == 1 ? first : links_of(key));
-        bool const own_first = !tried_own_first && !locks::holds_any();
+        bool const own_first = !tried_own_first && may_go_own_first(chain, amount, kind);
         tried_own_first = true;
         locks::SavedTable const saved = locks::save();
         locks::start_call();
@@ -362,9 +393,9 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
              * that denies first), so it decides.  PostgreSQL's errors
              * (cancel, timeouts, serialization) go to the caller as they are.
              */
-            if (own_first)
-                continue;
-            throw;
+            if (!own_first)
+                throw;
+            continue;
         }
         if (outcome == Outcome::Granted) {
             bridge::release_subtransaction(outer);
@@ -373,8 +404,11 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
         }
         bridge::rollback_subtransaction(outer); /* nothing of this call stays, on any account */
         locks::restore(saved);
-        if (own_first)
+        if (own_first) {
+            if (outcome == Outcome::Changed)
+                attempt++; /* read the links again */
             continue; /* again, root first: every reply but a grant is the canonical order's */
+        }
         if (outcome == Outcome::Changed) {
             if (attempt++ < kAttempts)
                 continue;
@@ -433,7 +467,7 @@ Grant reserve(AccountKey key, int64 amount, const TimestampTz *expires_at, const
 
 Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
 {
-    return spend(key, amount, Kind::Charge, [&](AccountKey at, int32 cap, bool) {
+    return spend(key, amount, allow_overdraft ? Kind::Overdraft : Kind::Charge, [&](AccountKey at, int32 cap, bool) {
         return ledger::charge(at, amount, allow_overdraft, cap >= 0);
     });
 }
