@@ -472,21 +472,102 @@ Grant charge(AccountKey key, int64 amount, bool allow_overdraft)
     });
 }
 
+namespace {
+
+/* Each ancestor's part of a hold made through parents, in id order (root first: drawn so), settled by `one`. */
+template <typename One>
+void settle_parts(int64 reservation, const One &one)
+{
+    for (int64 part : storage::ancestor_holds(reservation)) {
+        ledger::Settle as_part;
+        as_part.part = true;
+        one(part, as_part);
+        locks::in_call(as_part.account);
+    }
+}
+
+/*
+ * Settling a hold made through parents, own hold first, as a spend goes
+ * (see spend_chain): in a transaction that holds no quota lock yet, in
+ * READ COMMITTED, the child's hold is settled first (`child(settle)`,
+ * waiting for its account if it must), then the ancestors' parts
+ * impatiently (`parts(result)`), all inside a subtransaction begun once the
+ * hold is known to have parts (ledger::Settle::before_lock): a hold
+ * without parts is settled as it always was, with no subtransaction.  A
+ * lock it would wait for, or an error of quota's own, rolls the
+ * subtransaction back: false, and the caller settles in the canonical
+ * order (the parts first, root first).  PostgreSQL's errors go to the
+ * caller.
+ */
+template <typename R, typename Child, typename Parts>
+bool own_hold_first(R &out, const Child &child, const Parts &parts)
+{
+    if (locks::holds_any() || bridge::guarded_value([] { return IsolationUsesXactSnapshot(); }))
+        return false;
+    locks::SavedTable saved;
+    bridge::Subtransaction outer{};
+    bool inside = false;
+    ledger::Settle settle;
+    settle.before_lock = [&] {
+        saved = locks::save();
+        outer = bridge::begin_subtransaction();
+        inside = true;
+    };
+    try {
+        R result = child(&settle);
+        if (!inside) {
+            out = result; /* no parts */
+            return true;
+        }
+        locks::in_call(settle.account);
+        {
+            storage::Impatience const impatient(true);
+            parts(result);
+        }
+        bridge::release_subtransaction(outer);
+        out = result;
+        return true;
+    } catch (const PgError &error) {
+        if (!inside)
+            throw;
+        ErrorData *const kept = bridge::error_outside(error.data(), outer);
+        bridge::rollback_subtransaction(outer);
+        locks::restore(saved);
+        throw PgError(kept);
+    } catch (...) { /* WouldWait, or quota's own error: the canonical order decides */
+        if (!inside)
+            throw;
+    }
+    bridge::rollback_subtransaction(outer);
+    locks::restore(saved);
+    return false;
+}
+
+} // namespace
+
 Grant commit(int64 reservation, const int64 *amount)
 {
     locks::start_call();
+    auto const commit_parts = [reservation, amount](Least &least) {
+        settle_parts(reservation, [&](int64 part, ledger::Settle &as_part) {
+            least.add(ledger::commit(part, amount, &as_part).usage);
+        });
+    };
+    Grant grant;
+    if (own_hold_first(
+            grant, [&](ledger::Settle *settle) { return ledger::commit(reservation, amount, settle); },
+            [&](Grant &child) {
+                Least least;
+                commit_parts(least);
+                least.add(child.usage);
+                least.into(child);
+            }))
+        return grant;
+    /* Made through parents: each ancestor's part, root first (as they were made), then the child's hold. */
     Least least;
     ledger::Settle settle;
-    /* Made through parents: each ancestor's part, root first (as they were made), then the child's hold. */
-    settle.before_lock = [&] {
-        for (int64 part : storage::ancestor_holds(reservation)) {
-            ledger::Settle as_part;
-            as_part.part = true;
-            least.add(ledger::commit(part, amount, &as_part).usage);
-            locks::in_call(as_part.account);
-        }
-    };
-    Grant grant = ledger::commit(reservation, amount, &settle);
+    settle.before_lock = [&] { commit_parts(least); };
+    grant = ledger::commit(reservation, amount, &settle);
     if (settle.origin != reservation)
         return grant;
     least.add(grant.usage);
@@ -497,15 +578,16 @@ Grant commit(int64 reservation, const int64 *amount)
 bool release(int64 reservation)
 {
     locks::start_call();
-    ledger::Settle settle;
-    settle.before_lock = [&] {
-        for (int64 part : storage::ancestor_holds(reservation)) {
-            ledger::Settle as_part;
-            as_part.part = true;
-            ledger::release(part, &as_part);
-            locks::in_call(as_part.account);
-        }
+    auto const release_parts = [reservation] {
+        settle_parts(reservation, [](int64 part, ledger::Settle &as_part) { ledger::release(part, &as_part); });
     };
+    bool released = false;
+    if (own_hold_first(
+            released, [&](ledger::Settle *settle) { return ledger::release(reservation, settle); },
+            [&](bool) { release_parts(); }))
+        return released;
+    ledger::Settle settle;
+    settle.before_lock = release_parts;
     return ledger::release(reservation, &settle);
 }
 
