@@ -489,36 +489,35 @@ void settle_parts(int64 reservation, const One &one)
 /*
  * Settling a hold made through parents, own hold first, as a spend goes
  * (see spend_chain): in a transaction that holds no quota lock yet, in
- * READ COMMITTED, the child's hold is settled first (`child(settle)`,
- * waiting for its account if it must), then the ancestors' parts
- * impatiently (`parts(result)`), all inside a subtransaction begun once the
- * hold is known to have parts (ledger::Settle::before_lock): a hold
- * without parts is settled as it always was, with no subtransaction.  A
- * lock it would wait for, or an error of quota's own, rolls the
- * subtransaction back: false, and the caller settles in the canonical
- * order (the parts first, root first).  PostgreSQL's errors go to the
- * caller.
+ * READ COMMITTED, on one node, when some account has links and this hold
+ * has parts (read first, without a lock: a hold's origin never changes),
+ * the child's hold is settled first (`child(settle)`, waiting for its
+ * account if it must), then the ancestors' parts impatiently
+ * (`parts(result)`), all inside a subtransaction begun outside any SPI
+ * connection of the settle's.  A lock it would wait for, or an error of
+ * quota's own, rolls the subtransaction back: false, and the caller
+ * settles in the canonical order (the parts first, root first).
+ * PostgreSQL's errors go to the caller.  A database where no account has
+ * links settles as it always did, with no read and no subtransaction.
  */
 template <typename R, typename Child, typename Parts>
-bool own_hold_first(R &out, const Child &child, const Parts &parts)
+bool own_hold_first(int64 reservation, R &out, const Child &child, const Parts &parts)
 {
-    if (locks::holds_any() || bridge::guarded_value([] { return IsolationUsesXactSnapshot(); }))
+    cache.refresh();
+    if (!cache.any() || storage::distributed() || locks::holds_any() ||
+        bridge::guarded_value([] { return IsolationUsesXactSnapshot(); }))
         return false;
-    locks::SavedTable saved;
-    bridge::Subtransaction outer{};
-    bool inside = false;
-    ledger::Settle settle;
-    settle.before_lock = [&] {
-        saved = locks::save();
-        outer = bridge::begin_subtransaction();
-        inside = true;
-    };
+    storage::connect();
+    storage::Hold hold;
+    bool const has_parts = storage::read_hold(reservation, hold) && hold.origin != 0 && hold.origin == hold.id;
+    storage::finish();
+    if (!has_parts)
+        return false;
+    locks::SavedTable const saved = locks::save();
+    bridge::Subtransaction const outer = bridge::begin_subtransaction();
     try {
+        ledger::Settle settle; /* no before_lock: the parts come after the child's hold */
         R result = child(&settle);
-        if (!inside) {
-            out = result; /* no parts */
-            return true;
-        }
         locks::in_call(settle.account);
         {
             storage::Impatience const impatient(true);
@@ -528,15 +527,12 @@ bool own_hold_first(R &out, const Child &child, const Parts &parts)
         out = result;
         return true;
     } catch (const PgError &error) {
-        if (!inside)
-            throw;
         ErrorData *const kept = bridge::error_outside(error.data(), outer);
         bridge::rollback_subtransaction(outer);
         locks::restore(saved);
         throw PgError(kept);
-    } catch (...) { /* WouldWait, or quota's own error: the canonical order decides */
-        if (!inside)
-            throw;
+    } catch (...) {
+        /* WouldWait, or quota's own error: the canonical order decides */
     }
     bridge::rollback_subtransaction(outer);
     locks::restore(saved);
@@ -555,7 +551,7 @@ Grant commit(int64 reservation, const int64 *amount)
     };
     Grant grant;
     if (own_hold_first(
-            grant, [&](ledger::Settle *settle) { return ledger::commit(reservation, amount, settle); },
+            reservation, grant, [&](ledger::Settle *settle) { return ledger::commit(reservation, amount, settle); },
             [&](Grant &child) {
                 Least least;
                 commit_parts(least);
@@ -583,7 +579,7 @@ bool release(int64 reservation)
     };
     bool released = false;
     if (own_hold_first(
-            released, [&](ledger::Settle *settle) { return ledger::release(reservation, settle); },
+            reservation, released, [&](ledger::Settle *settle) { return ledger::release(reservation, settle); },
             [&](bool) { release_parts(); }))
         return released;
     ledger::Settle settle;
