@@ -292,6 +292,28 @@ bool replay(AccountKey key, const Datum *idempotency_key, Grant &out)
     return true;
 }
 
+/* Nothing of any account held yet, in READ COMMITTED: where a spend or settle may take its own account first. */
+bool holds_nothing_read_committed()
+{
+    return !locks::holds_any() && !bridge::guarded_value([] { return IsolationUsesXactSnapshot(); });
+}
+
+/* Undo a subtransaction of the extension's own: nothing done in it stays, and the lock table is as before it. */
+void roll_back(const bridge::Subtransaction &outer, const locks::SavedTable &saved)
+{
+    bridge::rollback_subtransaction(outer);
+    locks::restore(saved);
+}
+
+/* The same after a PostgreSQL error inside it: the error, copied out first, goes on to the caller. */
+[[noreturn]] void roll_back_and_throw(const PgError &error, const bridge::Subtransaction &outer,
+                                      const locks::SavedTable &saved)
+{
+    ErrorData *const kept = bridge::error_outside(error.data(), outer);
+    roll_back(outer, saved);
+    throw PgError(kept);
+}
+
 /*
  * Whether the call may take its own account first: the transaction holds
  * no quota lock; READ COMMITTED (where a denial from the committed state
@@ -304,7 +326,7 @@ bool replay(AccountKey key, const Datum *idempotency_key, Grant &out)
  */
 bool may_go_own_first(const Chain &chain, int64 amount, Kind kind)
 {
-    if (locks::holds_any() || bridge::guarded_value([] { return IsolationUsesXactSnapshot(); }))
+    if (!holds_nothing_read_committed())
         return false;
     for (int32 i = 1; i < chain.count; i++)
         if (cap_of(chain.reads[i]) >= 0)
@@ -380,13 +402,9 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
         } catch (const storage::WouldWait &) {
             outcome = Outcome::WouldWait; /* own account first only; the rollback below gives back what it took */
         } catch (const PgError &error) {
-            ErrorData *const kept = bridge::error_outside(error.data(), outer);
-            bridge::rollback_subtransaction(outer);
-            locks::restore(saved);
-            throw PgError(kept);
+            roll_back_and_throw(error, outer, saved);
         } catch (...) {
-            bridge::rollback_subtransaction(outer);
-            locks::restore(saved);
+            roll_back(outer, saved);
             /*
              * The extension's own error (an overflow, say) in the own-first
              * order: the canonical order may answer otherwise (an ancestor
@@ -402,8 +420,7 @@ Grant spend_chain(AccountKey key, const Read &first, int64 amount, Kind kind, co
             least.into(head);
             return head;
         }
-        bridge::rollback_subtransaction(outer); /* nothing of this call stays, on any account */
-        locks::restore(saved);
+        roll_back(outer, saved); /* nothing of this call stays, on any account */
         if (own_first) {
             if (outcome == Outcome::Changed)
                 attempt++; /* read the links again */
@@ -503,9 +520,10 @@ void settle_parts(int64 reservation, const One &one)
 template <typename R, typename Child, typename Parts>
 bool own_hold_first(int64 reservation, R &out, const Child &child, const Parts &parts)
 {
+    if (storage::distributed() || !holds_nothing_read_committed())
+        return false;
     cache.refresh();
-    if (!cache.any() || storage::distributed() || locks::holds_any() ||
-        bridge::guarded_value([] { return IsolationUsesXactSnapshot(); }))
+    if (!cache.any())
         return false;
     storage::connect();
     storage::Hold hold;
@@ -527,15 +545,11 @@ bool own_hold_first(int64 reservation, R &out, const Child &child, const Parts &
         out = result;
         return true;
     } catch (const PgError &error) {
-        ErrorData *const kept = bridge::error_outside(error.data(), outer);
-        bridge::rollback_subtransaction(outer);
-        locks::restore(saved);
-        throw PgError(kept);
+        roll_back_and_throw(error, outer, saved);
     } catch (...) {
         /* WouldWait, or quota's own error: the canonical order decides */
     }
-    bridge::rollback_subtransaction(outer);
-    locks::restore(saved);
+    roll_back(outer, saved);
     return false;
 }
 
