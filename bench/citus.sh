@@ -28,7 +28,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-CONTENDERS=(bare_update conditional_update charge_credit reserve_commit pk_select is_team_limited)
+CONTENDERS=(bare_update conditional_update charge_credit reserve_commit charge_credit_via_citus reserve_commit_via_citus
+    pk_select is_team_limited)
+# *_via_citus: the same script with quota.citus_shard_access off (the twin's statements go through Citus's
+# planner instead of to the team's shards themselves); on one node it is the same call, measured once.
+script_of() { echo "${1%_via_citus}"; }
 work=$(mktemp -d /tmp/quota-bench-citus.XXXXXX)
 chmod 777 "$work"
 
@@ -37,10 +41,13 @@ citus_install || { echo "bench/citus.sh: no Citus and it could not be built"; ex
 
 # one contender alone: prints its tps
 measure() {
-    local script=$1 clients=$2 threads=$(($2 < 2 ? 1 : 2))
-    (cd "$work" && pgbench -n -M prepared -c "$clients" -j "$threads" -T "$seconds" -D accounts=10000 \
-        -f "$QUOTA_ROOT/bench/scripts/$script.sql" >"$work/$script.out" 2>&1) || { cat "$work/$script.out" >&2; exit 1; }
-    sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/$script.out"
+    local name=$1 clients=$2 threads=$(($2 < 2 ? 1 : 2)) options=${PGOPTIONS:-}
+    local script
+    script=$(script_of "$name")
+    [ "$script" = "$name" ] || options="$options -c quota.citus_shard_access=off"
+    (cd "$work" && PGOPTIONS="$options" pgbench -n -M prepared -c "$clients" -j "$threads" -T "$seconds" -D accounts=10000 \
+        -f "$QUOTA_ROOT/bench/scripts/$script.sql" >"$work/$name.out" 2>&1) || { cat "$work/$name.out" >&2; exit 1; }
+    sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$work/$name.out"
 }
 
 declare -A tps
@@ -49,9 +56,17 @@ measure_all() {
     local clients c
     for clients in $clients_list; do
         for c in "${CONTENDERS[@]}"; do
+            if [ "$1" = single ] && [ "$(script_of "$c")" != "$c" ]; then
+                continue # one node has no shards: the same call as $(script_of "$c"), filled in below
+            fi
             say "$2, $clients clients: $c"
             tps[$1,$clients,$c]=$(measure "$c" "$clients")
         done
+        if [ "$1" = single ]; then
+            for c in "${CONTENDERS[@]}"; do
+                [ "$(script_of "$c")" = "$c" ] || tps[$1,$clients,$c]=${tps[$1,$clients,$(script_of "$c")]}
+            done
+        fi
     done
 }
 # One node.
@@ -89,6 +104,9 @@ citus_stop_cluster
     echo "its own rows over 10,000 teams, pgbench -M prepared, durable (synchronous_commit on). *One node*: one"
     echo "PostgreSQL server. *Citus*: a coordinator and two workers on the same machine, every table distributed by"
     echo "team (32 shards), pgbench connected to the coordinator. One reserve + commit is two transactions."
+    echo "*_via_citus*: the same calls with \`quota.citus_shard_access = off\`, so the call sent to the team's"
+    echo "worker runs its statements through Citus's planner instead of on the team's shards themselves (on one"
+    echo "node it is the same call: the one-node column repeats it)."
     echo
     echo "| clients | contender | one node tps | Citus tps | Citus ÷ one node | Citus ÷ its bare UPDATE (or PK SELECT) |"
     echo "|---|---|---|---|---|---|"

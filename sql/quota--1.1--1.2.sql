@@ -392,26 +392,39 @@ LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION quota._account_state(record, bigint, timestamptz, bigint, bigint)
     IS 'internal: one row of quota.usage, from a Citus shard''s row';
 
--- A node's ids on a distributed quota: the node's Citus group in the top
--- bits, so that ids drawn from each node's own sequence never meet, also
--- when a shard moves to another node (the coordinator is group 0: its ids
--- are the sequence's).
-CREATE FUNCTION quota._cluster_id(local_id bigint)
+-- A node's ids on a distributed quota (reservations and events): bits
+-- 53-62 the node's Citus group, so that ids drawn from each node's own
+-- sequence never meet, also when a shard moves to another node; bits 42-52
+-- the bucket of the team's hash (the top 11 bits of hashtext(team) + 2^31,
+-- Citus's hash of a text team), which names the shard that holds the team,
+-- so that commit_credit and release_credit, given only a reservation, reach
+-- that shard in one hop; bits 0-41 the node's sequence.  (The
+-- coordinator's ids made before quota.distribute() are the plain sequence.)
+CREATE FUNCTION quota._cluster_id(local_id bigint, team text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    node bigint := (SELECT CAST(g.groupid AS pg_catalog.int8) FROM pg_catalog.pg_dist_local_group g);
 BEGIN
-    IF local_id OPERATOR(pg_catalog.>=) 281474976710656 THEN
+    IF local_id OPERATOR(pg_catalog.>=) 4398046511104 THEN
         RAISE EXCEPTION 'quota ids on this node are used up' USING ERRCODE = '2200H';
     END IF;
-    RETURN (SELECT CAST(g.groupid AS pg_catalog.int8) FROM pg_catalog.pg_dist_local_group g)
-           OPERATOR(pg_catalog.<<) 48 OPERATOR(pg_catalog.|) local_id;
+    IF node OPERATOR(pg_catalog.>) 1023 THEN
+        RAISE EXCEPTION 'quota ids cannot name Citus group %', node USING ERRCODE = '2200H',
+            HINT = 'quota on Citus takes groups 0 to 1023.';
+    END IF;
+    RETURN node OPERATOR(pg_catalog.<<) 53
+        OPERATOR(pg_catalog.|) (COALESCE((CAST(pg_catalog.hashtext(team) AS pg_catalog.int8)
+                                          OPERATOR(pg_catalog.+) 2147483648) OPERATOR(pg_catalog.>>) 21, 0)
+                                OPERATOR(pg_catalog.<<) 42)
+        OPERATOR(pg_catalog.|) local_id;
 END
 $$;
 
-COMMENT ON FUNCTION quota._cluster_id(bigint) IS 'internal: an id unique over a Citus cluster (quota.distribute())';
-REVOKE EXECUTE ON FUNCTION quota._cluster_id(bigint) FROM PUBLIC;
+COMMENT ON FUNCTION quota._cluster_id(bigint, text) IS 'internal: an id unique over a Citus cluster (quota.distribute())';
+REVOKE EXECUTE ON FUNCTION quota._cluster_id(bigint, text) FROM PUBLIC;
 
 -- On a distributed quota (quota.distribute()): the spending calls' twins,
 -- which Citus runs on the worker that holds the team.  The public function
@@ -454,6 +467,21 @@ CREATE FUNCTION quota_internal.release_credit_on_shard(team text, reservation bi
 -- since), and the caller asks every shard.
 CREATE FUNCTION quota_internal.hold_team_on_node(route text, reservation bigint, OUT team text, OUT through_parents boolean)
     RETURNS record LANGUAGE c STABLE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'quota_hold_team_on_node';
+
+-- commit_credit and release_credit in one hop: sent by `route`, a value of
+-- the shard that the reservation id's bucket names (quota._cluster_id);
+-- the node that holds that shard finds the hold in it and settles it on
+-- its team's shards themselves (no statement Citus plans).  here = false
+-- (release: NULL): not settled there (the hold is not in that shard, or
+-- the shards cannot be proven to be that node's), and the caller finds the
+-- team and sends the call by it instead.
+CREATE FUNCTION quota_internal.commit_credit_on_node(route text, reservation_id bigint, amount bigint,
+    caller_now bigint, settings text[],
+    OUT granted boolean, OUT reservation bigint, OUT used bigint, OUT held bigint, OUT credit_limit bigint,
+    OUT remaining bigint, OUT resets_at timestamptz, OUT retry_after integer, OUT notices text[], OUT here boolean)
+    RETURNS record LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'quota_commit_credit_on_node';
+CREATE FUNCTION quota_internal.release_credit_on_node(route text, reservation bigint, caller_now bigint, settings text[])
+    RETURNS boolean LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'quota_release_credit_on_node';
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA quota_internal FROM PUBLIC;
 
 CREATE FUNCTION quota.distribute()
@@ -522,13 +550,16 @@ BEGIN
     -- are called (a NULL team is refused there: Citus 13.0.5 crashes planning
     -- a delegated call whose distribution argument is NULL) and then call
     -- their twin, which Citus delegates by its first argument: the team (for
-    -- hold_team_on_node, a route to the node that made a reservation).
+    -- hold_team_on_node and the *_on_node settles, a route to the node that
+    -- made a reservation).
     FOREACH fn IN ARRAY ARRAY[
         'quota_internal.charge_credit_on_shard(text, bigint, text, boolean, bigint, text[])',
         'quota_internal.reserve_credit_on_shard(text, bigint, text, bigint, text, bigint, text[])',
         'quota_internal.commit_credit_on_shard(text, bigint, bigint, bigint, text[])',
         'quota_internal.release_credit_on_shard(text, bigint, bigint, text[])',
-        'quota_internal.hold_team_on_node(text, bigint)'] LOOP
+        'quota_internal.hold_team_on_node(text, bigint)',
+        'quota_internal.commit_credit_on_node(text, bigint, bigint, bigint, text[])',
+        'quota_internal.release_credit_on_node(text, bigint, bigint, text[])'] LOOP
         PERFORM pg_catalog.create_distributed_function(CAST(fn AS pg_catalog.regprocedure), '$1',
                                                       colocate_with => 'quota.accounts', force_delegation => true);
     END LOOP;

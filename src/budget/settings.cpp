@@ -155,6 +155,8 @@ void assign_alerts(const char *newval, void *)
     alerts_assigned_version++;
 }
 
+bool shard_access_value = true;
+
 } // namespace
 
 void define()
@@ -181,6 +183,11 @@ void define()
                              "Off: events are only stored in quota.events (a transaction that ran NOTIFY cannot "
                              "PREPARE TRANSACTION).",
                              &notify_value, true, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+    DefineCustomBoolVariable("quota.citus_shard_access",
+                             "On Citus, a call sent to its team's worker works on the team's shards themselves.",
+                             "Off: its statements go through Citus's planner to the shards, as before 1.2's "
+                             "shard access (the caller's value is sent with the call).",
+                             &shard_access_value, true, PGC_SUSET, 0, nullptr, nullptr, nullptr);
     DefineCustomIntVariable("quota.purge_pause", "Pause of quota.purge_holds() after each batch of deleted holds.",
                             "Lets spending calls go on at nearly full speed while a large purge runs; 0: no pause.",
                             &purge_pause_value, 50, 0, 10000, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);

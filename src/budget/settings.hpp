@@ -21,6 +21,9 @@
  *   quota.notify_events   boolean, default on: alerts are also sent with
  *                         NOTIFY (off for two-phase commit, which refuses
  *                         a transaction that ran NOTIFY)
+ *   quota.citus_shard_access  boolean, default on: on Citus, a call sent
+ *                         to its team's worker works on the team's shards
+ *                         themselves (storage/delegate.cpp reads it)
  *
  * All but reply_lag are superuser-set (PGC_SUSET; grantable with GRANT SET ON
  * PARAMETER), so a role that may spend credits cannot give itself a

@@ -18,6 +18,7 @@
 #include "storage/delegate.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <vector>
 
 extern "C" {
@@ -44,6 +45,8 @@ PG_FUNCTION_INFO_V1(quota_reserve_credit_on_shard);
 PG_FUNCTION_INFO_V1(quota_commit_credit_on_shard);
 PG_FUNCTION_INFO_V1(quota_release_credit_on_shard);
 PG_FUNCTION_INFO_V1(quota_hold_team_on_node);
+PG_FUNCTION_INFO_V1(quota_commit_credit_on_node);
+PG_FUNCTION_INFO_V1(quota_release_credit_on_node);
 }
 
 namespace quota::sql {
@@ -389,6 +392,47 @@ Datum release_credit_on_shard(FunctionCallInfo fcinfo)
     PG_RETURN_BOOL(released);
 }
 
+/*
+ * commit_credit_on_node(route, reservation, amount, caller_now, settings):
+ * commit in one hop, on the node that made the reservation
+ * (storage/delegate.hpp); a twin's reply and here = true, or a row of
+ * NULLs and here = false when not settled here.
+ */
+Datum commit_credit_on_node(FunctionCallInfo fcinfo)
+{
+    require(fcinfo, 1, "reservation");
+    int64 amount = 0;
+    bool const has_amount = commit_amount_arg(fcinfo, 2, amount);
+    Datum values[kGrantColumns + 2] = {};
+    bool nulls[kGrantColumns + 2] = {};
+    Datum const route = name_arg(fcinfo, 0, "route");
+    if (!storage::enter_route_call(route, PG_GETARG_INT64(1), caller_now_arg(fcinfo, 3), settings_arg(fcinfo, 4))) {
+        std::fill(std::begin(nulls), std::end(nulls), true);
+        values[kGrantColumns + 1] = BoolGetDatum(false);
+        nulls[kGrantColumns + 1] = false;
+        return HeapTupleGetDatum(heap_form_tuple(result_desc(fcinfo), values, nulls));
+    }
+    Grant const grant = tree::commit(PG_GETARG_INT64(1), has_amount ? &amount : nullptr);
+    grant_values(grant, values, nulls);
+    values[kGrantColumns] = storage::leave_shard_call(&nulls[kGrantColumns]);
+    values[kGrantColumns + 1] = BoolGetDatum(true);
+    nulls[kGrantColumns + 1] = false;
+    return HeapTupleGetDatum(heap_form_tuple(result_desc(fcinfo), values, nulls));
+}
+
+/* release_credit_on_node(route, reservation, caller_now, settings): released, or NULL when not settled here */
+Datum release_credit_on_node(FunctionCallInfo fcinfo)
+{
+    Datum const route = name_arg(fcinfo, 0, "route");
+    require(fcinfo, 1, "reservation");
+    if (!storage::enter_route_call(route, PG_GETARG_INT64(1), caller_now_arg(fcinfo, 2), settings_arg(fcinfo, 3)))
+        PG_RETURN_NULL();
+    bool const released = tree::release(PG_GETARG_INT64(1));
+    bool isnull = false;
+    (void) storage::leave_shard_call(&isnull);
+    PG_RETURN_BOOL(released);
+}
+
 /* hold_team_on_node(route, reservation): the team of a reservation made on this node (storage/delegate.hpp) */
 Datum hold_team_on_node(FunctionCallInfo fcinfo)
 {
@@ -534,5 +578,7 @@ QUOTA_FUNCTION(reserve_credit_on_shard, Owner, Writes)
 QUOTA_FUNCTION(commit_credit_on_shard, Owner, Writes)
 QUOTA_FUNCTION(release_credit_on_shard, Owner, Writes)
 QUOTA_FUNCTION(hold_team_on_node, Owner, Reads)
+QUOTA_FUNCTION(commit_credit_on_node, Owner, Writes)
+QUOTA_FUNCTION(release_credit_on_node, Owner, Writes)
 QUOTA_FUNCTION(window_at, Caller, Reads)
 QUOTA_FUNCTION(account_state, Caller, Reads)

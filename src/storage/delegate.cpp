@@ -7,9 +7,14 @@
 
 #include "bridge/guard.hpp"
 #include "storage/sql.hpp"
+#include "storage/table.hpp"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace quota::storage {
@@ -19,11 +24,12 @@ namespace {
 /*
  * The settings a call on the shard reads, sent with it: the twin runs with
  * the caller's values, not the worker's: quota's defaults, the TimeZone its
- * alert payloads are written in, and how long it may wait for a lock
- * (quota.notify_events is the caller's own: it notifies).
+ * alert payloads are written in, how long it may wait for a lock, and
+ * whether it works on the shards themselves (quota.notify_events is the
+ * caller's own: it notifies).
  */
 constexpr const char *kSentSettings[] = {"quota.default_limit", "quota.default_period", "quota.default_alerts",
-                                         "TimeZone", "lock_timeout"};
+                                         "TimeZone", "lock_timeout", "quota.citus_shard_access"};
 constexpr int kSentCount = sizeof(kSentSettings) / sizeof(kSentSettings[0]);
 
 #define REPLY_COLUMNS \
@@ -71,6 +77,12 @@ Statement route_sql = local_statement({
     "  AND pg_catalog.hashtext(CAST(k AS pg_catalog.text)) OPERATOR(pg_catalog.<=) r.hi)"
     " LIMIT 1",
     nullptr, 1, {INT4OID}});
+/* commit and release in one hop (the node that made the reservation settles it on its team's shards). */
+Statement commit_on_node_sql = {
+    "SELECT " REPLY_COLUMNS ", r.here FROM quota_internal.commit_credit_on_node($1, $2, $3, $4, $5) r", nullptr, 5,
+    {TEXTOID, INT8OID, INT8OID, INT8OID, TEXTARRAYOID}};
+Statement release_on_node_sql = {"SELECT r FROM quota_internal.release_credit_on_node($1, $2, $3, $4) r", nullptr, 4,
+                                 {TEXTOID, INT8OID, INT8OID, TEXTARRAYOID}};
 Statement hold_team_on_node_sql = {
     "SELECT r.team, r.through_parents FROM quota_internal.hold_team_on_node($1, $2) r", nullptr, 2, {TEXTOID, INT8OID}};
 /* A reservation's team, and whether it was made through parents, from quota.<table> (holds, or one of its shards). */
@@ -113,6 +125,43 @@ Statement lock_shard_sql = local_statement({
     "CAST('quota.accounts' AS pg_catalog.regclass), CAST($1 AS pg_catalog.text))])",
     nullptr, 1, {TEXTOID}});
 static_assert(ShareLock == 5, "lock_shard_metadata() takes PostgreSQL's lock mode numbers");
+
+/*
+ * A twin's team's shard of quota.accounts, and whether this node has a
+ * placement of it (bind()).  The caller holds the shard's metadata lock
+ * (lock_shard_sql) on the node that sent the twin, and a shard move takes
+ * it there first, so the placement cannot change while the twin runs.
+ */
+Statement team_shard_sql = local_statement({
+    "SELECT s.shard, EXISTS (SELECT FROM pg_catalog.pg_dist_placement p"
+    "  WHERE p.shardid OPERATOR(pg_catalog.=) s.shard"
+    "   AND p.groupid OPERATOR(pg_catalog.=) (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g))"
+    " FROM (SELECT pg_catalog.get_shard_id_for_distribution_column(CAST('quota.accounts' AS pg_catalog.regclass),"
+    "  $1) AS shard) s",
+    nullptr, 1, {TEXTOID}});
+
+/*
+ * The shards co-located with it: of each of kShardTableNames, the one that
+ * holds the team (NULL: that table is not distributed, as when some were
+ * distributed by hand).  Fixed for a shard of quota.accounts (a split makes
+ * new shards), so kept per backend (colocated).
+ */
+Statement colocated_sql = local_statement({
+    "SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_dist_partition d"
+    "   WHERE d.logicalrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.format('quota.%I', k.name)))"
+    "  THEN pg_catalog.get_shard_id_for_distribution_column("
+    "   pg_catalog.to_regclass(pg_catalog.format('quota.%I', k.name)), $1) END"
+    " FROM pg_catalog.unnest(ARRAY['accounts', 'holds', 'slots', 'links', 'alert_settings', 'events', 'history',"
+    "  'history_purged']) WITH ORDINALITY k(name, n)"
+    " ORDER BY k.n",
+    nullptr, 1, {TEXTOID}});
+static_assert(kShardTables == 8, "colocated_sql lists kShardTableNames");
+
+struct Colocated {
+    int64 shard[kShardTables];
+};
+std::unordered_map<int64, Colocated> colocated;
+constexpr size_t kMaxColocated = 65536;
 
 /* The twin under way in this backend, if any. */
 struct ShardCall {
@@ -217,12 +266,14 @@ Grant decode_reply()
  * <worker>", the statement's text).  A connection or internal error is
  * passed on whole: its context says where it happened.
  */
-void run_twin(Statement &statement, Datum *values, const char *nulls)
+void run_twin(Statement &statement, Datum *values, const char *nulls, bool lock_team = true)
 {
-    Datum team[1] = {values[0]};
-    execute(lock_shard_sql, team, nullptr, false);
-    /* A move that committed while this waited: Citus plans the call with its new placement. */
-    bridge::guarded([] { AcceptInvalidationMessages(); });
+    if (lock_team) {
+        Datum team[1] = {values[0]};
+        execute(lock_shard_sql, team, nullptr, false);
+        /* A move that committed while this waited: Citus plans the call with its new placement. */
+        bridge::guarded([] { AcceptInvalidationMessages(); });
+    }
     ErrorData const *twin = nullptr;
     try {
         execute(statement, values, nulls, false);
@@ -246,15 +297,75 @@ Grant run_for_grant(Statement &statement, Datum *values, const char *nulls)
     return grant;
 }
 
+/*
+ * Routes by bucket: for each of the kBuckets ranges of Citus's hash of a
+ * team (hashtext: hash_any of its bytes), the text of a number whose hash
+ * is in that range, found once per backend ("" where none of the first
+ * numbers tried falls in it).  A value of a bucket is in the shard of every
+ * team of that bucket whenever the shard's range holds the whole bucket
+ * (quota.distribute()'s shard counts divide the hash space in ranges of
+ * whole buckets; a finer split, as of an isolated tenant, may not).
+ */
+constexpr int kRouteChars = 12;
+char bucket_route[kBuckets][kRouteChars];
+bool bucket_routes_made = false;
+
+void make_bucket_routes()
+{
+    int left = kBuckets;
+    constexpr int64 kTries = int64{64} * kBuckets;
+    for (int64 k = 0; left > 0 && k < kTries; k++) {
+        char text[kRouteChars];
+        int const length = std::snprintf(text, sizeof(text), "%lld", static_cast<long long>(k));
+        auto const hash = static_cast<int32>(hash_bytes(reinterpret_cast<const unsigned char *>(text), length));
+        int const bucket = bucket_of_hash(hash);
+        if (bucket_route[bucket][0] == '\0') {
+            std::memcpy(bucket_route[bucket], text, static_cast<size_t>(length) + 1);
+            left--;
+        }
+    }
+    bucket_routes_made = true;
+}
+
+/* A value whose shard holds the reservation's team (when that shard holds its id's whole bucket). */
+bool route_of_bucket(int64 reservation, Datum &route)
+{
+    if (!bucket_routes_made)
+        make_bucket_routes();
+    const char *text = bucket_route[id_bucket(reservation)];
+    if (text[0] == '\0')
+        return false;
+    route = bridge::guarded_value([text] { return CStringGetTextDatum(text); });
+    return true;
+}
+
+/* A value whose shard is on the node that made the reservation (its id's group), in the open SPI connection. */
+bool route_to_maker(int64 reservation, Datum &route)
+{
+    Datum group[1] = {Int32GetDatum(id_group(reservation))};
+    execute(route_sql, group, nullptr, true);
+    if (SPI_processed != 1)
+        return false;
+    bool isnull = false;
+    route = column(1, &isnull);
+    return !isnull;
+}
+
+/* The caller's quota.citus_shard_access (sent with its calls). */
+bool shard_access()
+{
+    const char *access = bridge::guarded_value([] { return GetConfigOption("quota.citus_shard_access", true, false); });
+    return access == nullptr || std::strcmp(access, "on") == 0;
+}
+
 /* The team of a reservation, in the open SPI connection; false: not to be sent. */
 bool hold_team(int64 reservation, Datum &team)
 {
     bool isnull = false;
     bool found_on_node = false;
-    Datum group[1] = {Int32GetDatum(static_cast<int32>(reservation >> 48))};
-    execute(route_sql, group, nullptr, true);
-    if (SPI_processed == 1) {
-        Datum values[2] = {column(1, &isnull), Int64GetDatum(reservation)};
+    Datum route = (Datum) 0;
+    if (route_to_maker(reservation, route)) {
+        Datum values[2] = {route, Int64GetDatum(reservation)};
         execute(hold_team_on_node_sql, values, nullptr, false);
         if (SPI_processed == 1) {
             (void) column(1, &isnull); /* a row of NULLs: not on that node */
@@ -273,11 +384,97 @@ bool hold_team(int64 reservation, Datum &team)
     return true;
 }
 
+/* A twin's (sub)transaction aborted: its shards are no longer bound. */
+void on_abort(XactEvent event, void *)
+{
+    if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT) {
+        shard_call.active = false;
+        bind_shards(nullptr);
+    }
+}
+
+void on_sub_abort(SubXactEvent event, SubTransactionId, SubTransactionId, void *)
+{
+    if (event == SUBXACT_EVENT_ABORT_SUB) {
+        shard_call.active = false;
+        bind_shards(nullptr);
+    }
+}
+
+/*
+ * Bind the team's shards (table.hpp) when every one of them is a relation
+ * of this node with a placement here; otherwise leave quota's tables as
+ * they are (statements that Citus plans and runs, as a call made on the
+ * coordinator does).
+ */
+void bind(Datum team)
+{
+    static bool callbacks = false;
+    if (!callbacks) {
+        bridge::guarded([] {
+            RegisterXactCallback(on_abort, nullptr);
+            RegisterSubXactCallback(on_sub_abort, nullptr);
+        });
+        callbacks = true;
+    }
+    bridge::guarded([] { bind_shards(nullptr); }); /* until proven again */
+    ShardBinding shards;
+    bool proven = false;
+    if (!shard_access())
+        return; /* off: the statements go through Citus */
+    connect();
+    Datum values[1] = {team};
+    execute(team_shard_sql, values, nullptr, false);
+    bool isnull = false;
+    bool here = false;
+    int64 shard = 0;
+    if (SPI_processed == 1) {
+        Datum const id = column(1, &isnull);
+        shard = isnull ? 0 : DatumGetInt64(id);
+        here = !isnull && DatumGetBool(column(2, &isnull)) && !isnull;
+    }
+    auto found = here ? colocated.find(shard) : colocated.end();
+    if (here && found == colocated.end()) {
+        execute(colocated_sql, values, nullptr, false);
+        Colocated ids{};
+        bool complete = SPI_processed == kShardTables;
+        for (uint64 i = 0; complete && i < SPI_processed; i++) {
+            Datum const id = column_of(i, 1, &isnull);
+            complete = !isnull;
+            ids.shard[i] = complete ? DatumGetInt64(id) : 0;
+        }
+        if (complete && ids.shard[0] == shard) {
+            if (colocated.size() >= kMaxColocated)
+                colocated.clear();
+            found = colocated.emplace(shard, ids).first;
+        }
+    }
+    finish();
+    if (found == colocated.end())
+        return;
+    /* The shards' relations here, by name (a shard moved away and back is a new relation). */
+    std::copy(std::begin(found->second.shard), std::end(found->second.shard), std::begin(shards.shard));
+    char names[kShardTables][NAMEDATALEN];
+    for (int i = 0; i < kShardTables; i++)
+        std::snprintf(names[i], NAMEDATALEN, "%s_%lld", kShardTableNames[i], static_cast<long long>(shards.shard[i]));
+    proven = bridge::guarded_value([&] {
+        Oid const schema = get_namespace_oid("quota", false);
+        bool all = true;
+        for (int i = 0; i < kShardTables; i++) {
+            shards.relation[i] = get_relname_relid(names[i], schema);
+            all = all && OidIsValid(shards.relation[i]);
+        }
+        return all;
+    });
+    bridge::guarded([&] { bind_shards(proven ? &shards : nullptr); });
+}
+
 } // namespace
 
 bool delegates()
 {
     shard_call.active = false;
+    bridge::guarded([] { bind_shards(nullptr); });
     return distributed();
 }
 
@@ -294,11 +491,44 @@ void enter_shard_call(Datum team, TimestampTz caller_now, Datum settings)
     shard_call.guc_nest = settings != (Datum) 0 ? apply_settings(settings) : 0;
     shard_call.xact = MyProc->lxid;
     shard_call.active = true;
+    bind(shard_call.team);
+}
+
+bool enter_route_call(Datum route, int64 reservation, TimestampTz caller_now, Datum settings)
+{
+    enter_shard_call(route, caller_now, settings);
+    bool found = false;
+    bool through_parents = false;
+    if (bridge::guarded_value([] { return bound_shards(); }) != nullptr) {
+        /* The route's shard of quota.holds: the hold is there when its team's shard is the route's. */
+        connect();
+        Datum values[1] = {Int64GetDatum(reservation)};
+        execute(hold_team_sql, values, nullptr, false);
+        found = SPI_processed == 1;
+        if (found) {
+            bool isnull = false;
+            Datum const team = column(1, &isnull);
+            through_parents = DatumGetBool(column(2, &isnull));
+            shard_call.team = bridge::guarded_value([team] {
+                MemoryContext const saved = MemoryContextSwitchTo(TopTransactionContext);
+                Datum const copy = datumCopy(team, false, -1);
+                MemoryContextSwitchTo(saved);
+                return copy;
+            });
+        }
+        finish();
+    }
+    if (found && !through_parents)
+        return true;
+    bool isnull = false;
+    (void) leave_shard_call(&isnull);
+    return false;
 }
 
 Datum leave_shard_call(bool *isnull)
 {
     shard_call.active = false;
+    bridge::guarded([] { bind_shards(nullptr); });
     int const nest = shard_call.guc_nest;
     if (nest != 0)
         bridge::guarded([nest] { AtEOXact_GUC(true, nest); });
@@ -396,6 +626,20 @@ Grant reserve_on_shard(AccountKey key, int64 amount, const TimestampTz *expires_
 bool commit_on_shard(int64 reservation, const int64 *amount, Grant &grant)
 {
     connect();
+    /* One hop: sent by a value of the shard its id's bucket says, settled there when it is there. */
+    Datum route = (Datum) 0;
+    if (shard_access() && route_of_bucket(reservation, route)) {
+        Datum values[5] = {route, Int64GetDatum(reservation), Int64GetDatum(amount != nullptr ? *amount : 0),
+                           Int64GetDatum(now()), sent_settings()};
+        char const nulls[5] = {' ', ' ', amount != nullptr ? ' ' : 'n', ' ', ' '};
+        run_twin(commit_on_node_sql, values, nulls);
+        bool isnull = false;
+        if (SPI_processed == 1 && DatumGetBool(column(10, &isnull)) && !isnull) {
+            grant = decode_reply();
+            finish();
+            return true;
+        }
+    }
     Datum team = (Datum) 0;
     bool const found = hold_team(reservation, team);
     if (found) {
@@ -412,6 +656,18 @@ bool commit_on_shard(int64 reservation, const int64 *amount, Grant &grant)
 bool release_on_shard(int64 reservation, bool &released)
 {
     connect();
+    Datum route = (Datum) 0;
+    if (shard_access() && route_of_bucket(reservation, route)) {
+        Datum values[4] = {route, Int64GetDatum(reservation), Int64GetDatum(now()), sent_settings()};
+        run_twin(release_on_node_sql, values, nullptr);
+        bool isnull = false;
+        Datum const reply = SPI_processed == 1 ? column(1, &isnull) : (Datum) 0;
+        if (SPI_processed == 1 && !isnull) {
+            released = DatumGetBool(reply);
+            finish();
+            return true;
+        }
+    }
     Datum team = (Datum) 0;
     bool const found = hold_team(reservation, team);
     if (found) {

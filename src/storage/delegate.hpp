@@ -16,8 +16,10 @@
  * one node.
  *
  * commit_credit() and release_credit() are given only a reservation: the
- * caller first asks the node that made it for its team (every shard when
- * that node does not have it), then sends the call to that team's shard.
+ * caller sends the call to the node that made it (its id carries that
+ * node's group), which settles it on its team's shards themselves when it
+ * has it (one hop); otherwise the caller asks every shard for its team and
+ * sends the call to that team's shard.
  */
 #pragma once
 
@@ -39,6 +41,37 @@ bool delegates();
  * the reply.
  */
 void enter_shard_call(Datum team, TimestampTz caller_now, Datum settings);
+
+/*
+ * The node side of commit and release in one hop, sent by `route`, a value
+ * of the shard the reservation's id names (below): enter a call on that
+ * shard, bound (table.hpp), when the hold is in it; false: not settled
+ * here, nothing entered (the caller finds the team and sends the call by
+ * it).
+ */
+bool enter_route_call(Datum route, int64 reservation, TimestampTz caller_now, Datum settings);
+
+/*
+ * Reservation (and event) ids on a distributed quota (quota._cluster_id):
+ * bits 53-62 the Citus group of the node that made it (ids drawn from each
+ * node's own sequence never meet, also when a shard moves), bits 42-52 the
+ * bucket of its team's hash (the top 11 bits of hashtext(team) + 2^31:
+ * which shard holds the team), bits 0-41 the node's sequence.  The
+ * coordinator's ids made before quota.distribute() are the plain sequence.
+ */
+inline constexpr int kBuckets = 2048;
+inline int32 id_group(int64 id)
+{
+    return static_cast<int32>((id >> 53) & 1023);
+}
+inline int id_bucket(int64 id)
+{
+    return static_cast<int>((id >> 42) & (kBuckets - 1));
+}
+inline int bucket_of_hash(int32 hash)
+{
+    return static_cast<int>((static_cast<int64>(hash) + 2147483648LL) >> 21);
+}
 
 /* Inside a twin: the caller's transaction time, which the call runs at (budget/ledger.cpp). */
 bool caller_now(TimestampTz &now);

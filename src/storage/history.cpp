@@ -56,10 +56,10 @@ Statement delete_thresholds_sql = {
     " ON CONFLICT (team, resource, window_start, threshold) DO NOTHING"                                          \
     " RETURNING *) " then
 #define INSERT_EVENT(then) INSERT_EVENT_WITH("", "", then)
-/* On Citus: the id drawn where the statement runs, with that node's group (quota._cluster_id). */
+/* On Citus: the id drawn where the statement runs, with that node's group and the team's bucket (quota._cluster_id). */
 #define INSERT_EVENT_CITUS(then)                                                                                 \
     INSERT_EVENT_WITH("id, ",                                                                                    \
-                      "quota._cluster_id(pg_catalog.nextval(CAST('quota.events_id_seq' AS pg_catalog.regclass))), ", \
+                      "quota._cluster_id(pg_catalog.nextval(CAST('quota.events_id_seq' AS pg_catalog.regclass)), $1), ", \
                       then)
 #define EVENT_TYPES {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID}
 

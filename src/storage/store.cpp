@@ -14,8 +14,12 @@
 #include "bridge/guard.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <iterator>
+#include <map>
+#include <string>
+#include <utility>
 
 /*
  * Every column read is cast to the type the extension decodes it as: a
@@ -161,10 +165,10 @@ Statement insert_hold_origin_sql = {
     " $1, $2, $3, 'open', $4, $5, $6, $7, $8) RETURNING id",
     nullptr, 9, {TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID}};
 
-/* On Citus: the id drawn where the statement runs, with that node's group (quota._cluster_id). */
+/* On Citus: the id drawn where the statement runs, with that node's group and the team's bucket (quota._cluster_id). */
 Statement insert_hold_citus_sql = {
     "INSERT INTO quota.holds (id, team, resource, amount, state, idempotency_key, created_at, expires_at, slot, origin)"
-    " VALUES (COALESCE($9, quota._cluster_id(pg_catalog.nextval(CAST('quota.holds_id_seq' AS pg_catalog.regclass)))),"
+    " VALUES (COALESCE($9, quota._cluster_id(pg_catalog.nextval(CAST('quota.holds_id_seq' AS pg_catalog.regclass)), $1)),"
     " $1, $2, $3, 'open', $4, $5, $6, $7, $8) RETURNING id",
     nullptr, 9, {TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID}};
 
@@ -172,7 +176,8 @@ Statement next_hold_id_sql = {
     "SELECT pg_catalog.nextval(CAST('quota.holds_id_seq' AS pg_catalog.regclass))", nullptr, 0, {}};
 
 Statement next_hold_id_citus_sql = {
-    "SELECT quota._cluster_id(pg_catalog.nextval(CAST('quota.holds_id_seq' AS pg_catalog.regclass)))", nullptr, 0, {}};
+    "SELECT quota._cluster_id(pg_catalog.nextval(CAST('quota.holds_id_seq' AS pg_catalog.regclass)), NULL)", nullptr, 0,
+    {}};
 
 Statement read_hold_origin_sql = {
     "SELECT " HOLD_COLUMNS ", " INT8("h.origin") " FROM ONLY quota.holds h WHERE h.id" EQ "$1", nullptr, 1, {INT8OID}};
@@ -350,10 +355,76 @@ SPIPlanPtr prepare(const char *sql, const Statement &statement, bool on_citus)
     return plan;
 }
 
+/*
+ * Bound shards (table.hpp): each statement's text with quota's co-located
+ * tables renamed to the team's shards, prepared once per shard and kept
+ * (at most kMaxShardPlans; then all are freed and made again as used).
+ * A shard dropped and made again under the same name (moved away and
+ * back) is found again by the plan cache, which analyzes a kept plan's
+ * text anew after such a change.
+ */
+std::map<std::pair<const Statement *, int64>, SPIPlanPtr> shard_plans;
+constexpr size_t kMaxShardPlans = 4096;
+
+std::string on_shards(const char *sql, const ShardBinding &shards)
+{
+    std::string text(sql);
+    for (int i = 0; i < kShardTables; i++) {
+        std::string const name = std::string("quota.") + kShardTableNames[i];
+        std::string const shard = name + "_" + std::to_string(shards.shard[i]);
+        for (size_t at = text.find(name); at != std::string::npos; at = text.find(name, at)) {
+            size_t const end = at + name.size();
+            char const next = end < text.size() ? text[end] : ' ';
+            bool const whole = !(std::isalnum(static_cast<unsigned char>(next)) || next == '_');
+            if (whole) {
+                text.replace(at, name.size(), shard);
+                at += shard.size();
+            } else {
+                at = end;
+            }
+        }
+    }
+    return text;
+}
+
+/* The plan of a statement on the bound shards, prepared on first use. */
+SPIPlanPtr shard_plan(const Statement &statement, const ShardBinding &shards)
+{
+    auto const key = std::make_pair(&statement, shards.shard[0]);
+    auto const found = shard_plans.find(key);
+    if (found != shard_plans.end())
+        return found->second;
+    if (shard_plans.size() >= kMaxShardPlans) {
+        for (auto &entry : shard_plans) {
+            SPIPlanPtr const old = entry.second;
+            bridge::guarded([old] { (void) SPI_freeplan(old); });
+        }
+        shard_plans.clear();
+    }
+    std::string const sql = on_shards(statement.sql, shards);
+    const char *text = sql.c_str();
+    SPIPlanPtr const plan = bridge::guarded_value([&] { return prepare(text, statement, false); });
+    shard_plans.emplace(key, plan);
+    return plan;
+}
+
 } // namespace
 
 void execute(Statement &statement, Datum *values, const char *nulls, bool read_only, Snapshot snapshot)
 {
+    const ShardBinding *shards = statement.local ? nullptr : bridge::guarded_value([] { return bound_shards(); });
+    if (shards != nullptr) {
+        /* Quota on Citus is at 1.2: the statement's own text; the shards are this node's plain tables. */
+        SPIPlanPtr const plan = shard_plan(statement, *shards);
+        bridge::guarded([&] {
+            int const rc = snapshot != nullptr
+                               ? SPI_execute_snapshot(plan, values, nulls, snapshot, InvalidSnapshot, read_only, false, 0)
+                               : SPI_execute_plan(plan, values, nulls, read_only, 0);
+            if (rc < 0)
+                elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+        });
+        return;
+    }
     bool const for_1_0 = statement.sql_1_0 != nullptr && !schema_has_slots();
     bridge::guarded([&] {
         bool const on_citus = citus_mode();
@@ -643,7 +714,8 @@ void set_hold_origin(int64 origin, int64 own_id)
 int64 next_hold_id()
 {
     connect();
-    execute(citus() ? next_hold_id_citus_sql : next_hold_id_sql, nullptr, nullptr, false);
+    /* On Citus ids carry their node's group, bound shards or not. */
+    execute(distributed() ? next_hold_id_citus_sql : next_hold_id_sql, nullptr, nullptr, false);
     bool isnull = false;
     int64 const id = DatumGetInt64(column(1, &isnull));
     finish();
@@ -672,7 +744,7 @@ int64 insert_hold(AccountKey key, int64 amount, TimestampTz now, const Timestamp
                        slot != nullptr ? Int32GetDatum(*slot) : (Datum) 0};
     char nulls[9] = {' ', ' ', ' ', idempotency_key != nullptr ? ' ' : 'n', ' ', expires_at != nullptr ? ' ' : 'n',
                      slot != nullptr ? ' ' : 'n', hold_origin != 0 ? ' ' : 'n', hold_own_id != 0 ? ' ' : 'n'};
-    bool const on_citus = citus();
+    bool const on_citus = distributed(); /* the id with its node's group, bound shards or not */
     if (hold_origin != 0 || on_citus) {
         Datum with_origin[9];
         std::copy(values, values + 7, with_origin);
@@ -828,7 +900,7 @@ const char *resource_name(AccountKey key)
 
 bool distributed()
 {
-    return citus();
+    return bridge::guarded_value([] { return citus_distributed(); });
 }
 
 } // namespace quota::storage

@@ -17,6 +17,7 @@
 
 #include <cstring>
 #include <initializer_list>
+#include <unordered_map>
 
 namespace quota::storage {
 
@@ -36,7 +37,13 @@ uint64 current_call = 0;
 
 constexpr int kTables = 5;
 Verdict verdicts[kTables];
+/* Verdicts on bound shards (bind_shards()), by relation: a worker holds several shards of each table. */
+std::unordered_map<Oid, Verdict> shard_verdicts;
+constexpr size_t kMaxShardVerdicts = 4096;
 bool callback_registered = false;
+
+bool bound = false;
+ShardBinding binding;
 
 int index_of(const TableSpec &spec)
 {
@@ -58,13 +65,48 @@ void forget(Datum, Oid relid)
      * quota.accounts also covers quota.slots and quota.holds (whether Citus
      * manages them).  Such changes are rare (DDL, ANALYZE).
      */
-    bool ours = relid == InvalidOid;
+    bool ours = relid == InvalidOid || shard_verdicts.count(relid) > 0;
     for (Verdict const &verdict : verdicts)
         ours = ours || relid == verdict.relation;
     if (!ours)
         return;
     for (Verdict &verdict : verdicts)
         verdict.stale = true;
+    for (auto &entry : shard_verdicts)
+        entry.second.stale = true;
+}
+
+/* Where a TableSpec is in kShardTableNames. */
+int shard_index_of(const TableSpec &spec)
+{
+    for (int i = 0; i < kShardTables; i++)
+        if (std::strcmp(kShardTableNames[i], spec.name) == 0)
+            return i;
+    return -1;
+}
+
+void register_callback()
+{
+    if (!callback_registered) {
+        CacheRegisterRelcacheCallback(forget, (Datum) 0);
+        callback_registered = true;
+    }
+}
+
+/* The table itself (not a bound shard): its OID, looked up again after a change. */
+Oid shell_oid(const TableSpec &spec)
+{
+    Verdict &verdict = verdicts[index_of(spec)];
+    if (OidIsValid(verdict.relation) && !(verdict.stale && verdict.call != current_call))
+        return verdict.relation;
+    register_callback();
+    /* Looked up again after a change: DROP and CREATE EXTENSION make new tables. */
+    Oid const relation = get_relname_relid(spec.name, get_namespace_oid("quota", false));
+    if (relation != verdict.relation) {
+        verdict = Verdict{};
+        verdict.relation = relation;
+    }
+    return verdict.relation;
 }
 
 AttrNumber find_column(TupleDesc desc, const char *name)
@@ -204,20 +246,12 @@ TableLayout judge(Relation rel, const TableSpec &spec)
 
 Oid table_oid(const TableSpec &spec)
 {
-    Verdict &verdict = verdicts[index_of(spec)];
-    if (OidIsValid(verdict.relation) && !(verdict.stale && verdict.call != current_call))
-        return verdict.relation;
-    if (!callback_registered) {
-        CacheRegisterRelcacheCallback(forget, (Datum) 0);
-        callback_registered = true;
+    if (bound) {
+        int const i = shard_index_of(spec);
+        if (i >= 0)
+            return binding.relation[i];
     }
-    /* Looked up again after a change: DROP and CREATE EXTENSION make new tables. */
-    Oid const relation = get_relname_relid(spec.name, get_namespace_oid("quota", false));
-    if (relation != verdict.relation) {
-        verdict = Verdict{};
-        verdict.relation = relation;
-    }
-    return verdict.relation;
+    return shell_oid(spec);
 }
 
 Relation open_table(const TableSpec &spec, LOCKMODE mode, TableLayout &layout)
@@ -231,7 +265,9 @@ Relation open_table(const TableSpec &spec, LOCKMODE mode, TableLayout &layout)
      * verdict be made; one made earlier in this call stands (the table
      * cannot have changed in a way that matters, see table.hpp).
      */
-    Verdict &verdict = verdicts[index_of(spec)];
+    if (bound && shard_verdicts.size() >= kMaxShardVerdicts && shard_verdicts.count(relation) == 0)
+        shard_verdicts.clear(); /* shards moved here and away many times: start again */
+    Verdict &verdict = bound ? shard_verdicts[relation] : verdicts[index_of(spec)];
     if (verdict.relation != relation) {
         verdict = Verdict{};
         verdict.relation = relation;
@@ -257,12 +293,14 @@ void announce_change(const char *table)
 {
     bridge::guarded([table] {
         Oid const relation = get_relname_relid(table, get_namespace_oid("quota", false));
-        if (OidIsValid(relation) && citus_mode())
+        if (OidIsValid(relation) && citus_distributed())
             CacheInvalidateRelcacheByRelid(relation);
     });
 }
 
-bool citus_mode()
+namespace {
+
+bool citus_distributed_now()
 {
     /*
      * Once per call, and again in each transaction: a caller may ask before
@@ -273,12 +311,37 @@ bool citus_mode()
     static LocalTransactionId checked_xact = InvalidLocalTransactionId;
     static bool distributed = false;
     if (checked_in != current_call || current_call == 0 || checked_xact != MyProc->lxid) {
-        Oid const relation = table_oid(kAccounts);
+        Oid const relation = shell_oid(kAccounts);
         distributed = OidIsValid(relation) && managed_by_citus(relation);
         checked_in = current_call;
         checked_xact = MyProc->lxid;
     }
     return distributed;
+}
+
+} // namespace
+
+bool citus_mode()
+{
+    return !bound && citus_distributed_now();
+}
+
+bool citus_distributed()
+{
+    return citus_distributed_now();
+}
+
+void bind_shards(const ShardBinding *shards)
+{
+    register_callback();
+    bound = shards != nullptr;
+    if (bound)
+        binding = *shards;
+}
+
+const ShardBinding *bound_shards()
+{
+    return bound ? &binding : nullptr;
 }
 
 void start_call(bool writing)

@@ -93,9 +93,33 @@ Relation open_table(const TableSpec &spec, LOCKMODE mode, TableLayout &layout);
 /*
  * Citus distributes quota's tables (quota.distribute()): statements must
  * name the team of the rows they touch.  Decided once per call and
- * transaction.  Call inside guarded().
+ * transaction; false while shards are bound (below).  Call inside guarded().
  */
 bool citus_mode();
+
+/* Citus distributes quota's tables, shards bound or not.  Call inside guarded(). */
+bool citus_distributed();
+
+/*
+ * The shards of one team on the node that holds them (storage/delegate.cpp
+ * binds them in a call sent to its team's shard, once it has proven they
+ * are this node's placements): while bound, table_oid() gives each table's
+ * shard, so the direct path opens the shard itself, and the statements name
+ * the shards (store.cpp); citus_mode() is false, citus_distributed() true.
+ * `shard` lists the shard ids in kShardTableNames' order, `relation` their
+ * relations here.
+ */
+inline constexpr int kShardTables = 8;
+inline constexpr const char *kShardTableNames[kShardTables] = {
+    "accounts", "holds", "slots", "links", "alert_settings", "events", "history",
+    "history_purged" /* a reference table: its one shard, on every node */};
+struct ShardBinding {
+    int64 shard[kShardTables] = {};
+    Oid relation[kShardTables] = {};
+};
+/* nullptr: unbound (quota's tables are the tables again). */
+void bind_shards(const ShardBinding *binding);
+const ShardBinding *bound_shards();
 
 /*
  * On Citus, after writing quota.<table> (links, alert_settings): tell this

@@ -4,13 +4,13 @@ expected output, allowing only the reservation ids to differ.
 
     same_but_ids.py EXPECTED ACTUAL
 
-On Citus a reservation id carries the group of the node that made it in its
-top 16 bits (quota._cluster_id), so an id made on a worker is a number of
-2^48 or more where one node has the plain sequence.  Only numbers where a
-reservation id stands may differ: the cells of psql result columns named in
-ID_COLUMNS, and the N of "reservation N" in any other line.  There an id of
-2^48 or more may stand for the expected number, provided the renaming is
-one to one over the whole file and complete: a hold renamed in one place is
+On Citus a reservation id carries the group of the node that made it and
+the bucket of its team's hash above its 42 low bits (quota._cluster_id), so
+an id made there is a number of 2^42 or more where one node has the plain
+sequence.  Only numbers where a reservation id stands may differ: the cells
+of psql result columns named in ID_COLUMNS, and the N of "reservation N" in
+any other line.  There an id of 2^42 or more may stand for the expected
+number, provided the renaming is one to one over the whole file and complete: a hold renamed in one place is
 renamed everywhere it appears (the same hold is the same id everywhere, and
 two holds never share one).  Everything else must be equal, but for psql's
 padding of table cells and the width of its rules, which follow the widest
@@ -21,7 +21,7 @@ import os
 import re
 import sys
 
-NODE_ID = 1 << 48
+NODE_ID = 1 << 42
 ID_COLUMNS = {"id", "reservation", "origin"}
 RULE = re.compile(r"-+(\+-+)*")
 IN_TEXT = re.compile(r"(reservation )(\d+)")
