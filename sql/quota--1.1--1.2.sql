@@ -393,12 +393,13 @@ COMMENT ON FUNCTION quota._account_state(record, bigint, timestamptz, bigint, bi
     IS 'internal: one row of quota.usage, from a Citus shard''s row';
 
 -- A node's ids on a distributed quota (reservations and events): bits
--- 53-62 the node's Citus group, so that ids drawn from each node's own
--- sequence never meet, also when a shard moves to another node; bits 42-52
--- the bucket of the team's hash (the top 11 bits of hashtext(team) + 2^31,
--- Citus's hash of a text team), which names the shard that holds the team,
+-- 52-62 the node's Citus group (0 to 2047), so that ids drawn from each
+-- node's own sequence never meet, also when a shard moves to another node;
+-- bits 44-51 the bucket of the team's hash (the top 8 bits of
+-- hashtext(team) + 2^31, Citus's hash of a text team), which names the
+-- shard that holds the team (for any power-of-two shard count up to 256),
 -- so that commit_credit and release_credit, given only a reservation, reach
--- that shard in one hop; bits 0-41 the node's sequence.  (The
+-- that shard in one hop; bits 0-43 the node's sequence.  (The
 -- coordinator's ids made before quota.distribute() are the plain sequence.)
 CREATE FUNCTION quota._cluster_id(local_id bigint, team text)
 RETURNS bigint
@@ -408,17 +409,17 @@ AS $$
 DECLARE
     node bigint := (SELECT CAST(g.groupid AS pg_catalog.int8) FROM pg_catalog.pg_dist_local_group g);
 BEGIN
-    IF local_id OPERATOR(pg_catalog.>=) 4398046511104 THEN
+    IF local_id OPERATOR(pg_catalog.>=) 17592186044416 THEN
         RAISE EXCEPTION 'quota ids on this node are used up' USING ERRCODE = '2200H';
     END IF;
-    IF node OPERATOR(pg_catalog.>) 1023 THEN
+    IF node OPERATOR(pg_catalog.>) 2047 THEN
         RAISE EXCEPTION 'quota ids cannot name Citus group %', node USING ERRCODE = '2200H',
-            HINT = 'quota on Citus takes groups 0 to 1023.';
+            HINT = 'quota on Citus takes groups 0 to 2047.';
     END IF;
-    RETURN node OPERATOR(pg_catalog.<<) 53
+    RETURN node OPERATOR(pg_catalog.<<) 52
         OPERATOR(pg_catalog.|) (COALESCE((CAST(pg_catalog.hashtext(team) AS pg_catalog.int8)
-                                          OPERATOR(pg_catalog.+) 2147483648) OPERATOR(pg_catalog.>>) 21, 0)
-                                OPERATOR(pg_catalog.<<) 42)
+                                          OPERATOR(pg_catalog.+) 2147483648) OPERATOR(pg_catalog.>>) 24, 0)
+                                OPERATOR(pg_catalog.<<) 44)
         OPERATOR(pg_catalog.|) local_id;
 END
 $$;
@@ -521,6 +522,11 @@ BEGIN
             USING ERRCODE = '0A000',
                   DETAIL = 'On Citus an account is one row on its team''s shard; slots are not available there.',
                   HINT = 'Remove them with quota.set_slots(team, 0, resource) first, and set quota.auto_slots = 0.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node n WHERE n.groupid OPERATOR(pg_catalog.>) 2047) THEN
+        RAISE EXCEPTION 'quota cannot be distributed on a cluster with Citus groups past 2047'
+            USING ERRCODE = '0A000',
+                  DETAIL = 'A reservation id carries the group of the node that made it in 11 bits (quota._cluster_id).';
     END IF;
     IF EXISTS (SELECT 1 FROM quota.links l WHERE l.parent IS NOT NULL) THEN
         RAISE EXCEPTION 'quota cannot be distributed while accounts have parents'

@@ -11,9 +11,12 @@
 #      blocks: charge, reserve, commit, release, keyed retries, denials,
 #      caps, alerts, expiry, quota.usage, bad input, holds made before
 #      distribute(), ids unique over the nodes (calls made on a worker too);
-#      each spending call delegated to its team's worker in one command,
-#      its errors as on one node, the caller's settings sent with it, its
-#      alerts notified on the node the application called
+#      each spending call (commit and release included) delegated to its
+#      team's worker in one command, there run on the team's shards
+#      themselves (none of its statements planned by Citus; with
+#      quota.citus_shard_access off, as before), its errors as on one
+#      node, the caller's settings sent with it, its alerts notified on the
+#      node the application called
 #   3. the last credit: 16 connections race for 10 credits, exactly 10 granted
 #   4. 16 connections spend through the coordinator while a shard moves
 #      between the workers three times (citus_move_shard_placement): no
@@ -194,6 +197,18 @@ r3=$(q "SELECT reservation FROM quota.reserve_credit('c', 2)")
 [ "$(sent "SET quota.citus_shard_access = off; SELECT quota.release_credit($r3)" | sed 's/ r$//; s/.* FROM //' | tr '\n' ' ')" = "quota_internal.hold_team_on_node quota_internal.release_credit_on_shard " ] ||
     fail "release_credit with quota.citus_shard_access off was not two commands"
 
+# A bucket split over shards (a tenant isolated to a shard of its own): its commits are not found where the id's
+# bucket points, and take the way by team (three commands), with the same reply.
+q "SELECT quota.set_account('iso-tenant', 100)" >/dev/null
+r5=$(q "SELECT reservation FROM quota.reserve_credit('iso-tenant', 5)")
+q "SET client_min_messages = warning; SELECT isolate_tenant_to_new_shard('quota.accounts', 'iso-tenant', 'CASCADE', shard_transfer_mode => 'block_writes')" >/dev/null
+[ "$(sent "SELECT quota.commit_credit($r5, 4)" | sed 's/ r$//; s/.* FROM //' | tr '\n' ' ')" = "quota_internal.commit_credit_on_node quota_internal.hold_team_on_node quota_internal.commit_credit_on_shard " ] ||
+    fail "a commit on an isolated tenant's shard did not go by its team"
+check "that commit settled the hold" "SELECT used, held FROM quota.usage WHERE team = 'iso-tenant'" "4|0"
+r5=$(q "SELECT reservation FROM quota.reserve_credit('iso-tenant', 5)")
+check "a hold made after the split, released" "SELECT quota.release_credit($r5); SELECT held FROM quota.usage WHERE team = 'iso-tenant'" "t
+0"
+
 # The twins work on their team's shards themselves: no statement of theirs goes through Citus's planner, which
 # logs each one it runs on a shard of its own node (citus.log_local_commands, sent back to the client as a
 # NOTICE); with quota.citus_shard_access off they all do.
@@ -297,12 +312,12 @@ w=$(worker -c "SELECT reservation FROM quota.reserve_credit('id-1', 1)")
 check "a reservation made on a worker, committed through the coordinator" "SELECT granted FROM quota.commit_credit($w)" t
 check "ids unique over the cluster" "SELECT count(*) = count(DISTINCT id) FROM quota.holds" t
 check "ids carry the group of the node that made them (the team's worker)" \
-    "SELECT count(DISTINCT id >> 53) FROM quota.holds WHERE team LIKE 'id-%'" 2
-check "ids carry their team's bucket (the top 11 bits of its hash)" \
-    "SELECT count(*) FROM quota.holds WHERE team LIKE 'id-%' AND (id >> 42) & 2047 <> (hashtext(team)::bigint + 2147483648) >> 21" 0
+    "SELECT count(DISTINCT id >> 52) FROM quota.holds WHERE team LIKE 'id-%'" 2
+check "ids carry their team's bucket (the top 8 bits of its hash)" \
+    "SELECT count(*) FROM quota.holds WHERE team LIKE 'id-%' AND (id >> 44) & 255 <> (hashtext(team)::bigint + 2147483648) >> 24" 0
 check "every hold is its account's" \
     "SELECT count(*) FROM (SELECT u.team FROM quota.usage u LEFT JOIN (SELECT team, sum(amount) s FROM quota.holds WHERE state = 'open' GROUP BY team) h USING (team) WHERE u.held <> coalesce(h.s, 0)) x" 0
-echo "citus: the calls through the coordinator ok (alone and in transactions, legacy holds, keys, denials, caps, expiry, purges, alerts, usage and usage_history, bad input, ids; delegated in one command each, errors as on one node, settings sent, alerts notified where called)"
+echo "citus: the calls through the coordinator ok (alone and in transactions, legacy holds, keys, denials, caps, expiry, purges, alerts, usage and usage_history, bad input, ids; delegated in one command each, commit and release too, by team after a tenant isolation, none planned by Citus on the worker, errors as on one node, settings sent, alerts notified where called)"
 
 # ---------------------------------------------------------------- 3. the last credit
 q "SELECT quota.set_account('race', 10)" >/dev/null
@@ -500,7 +515,7 @@ regress_out=$(mktemp -d /tmp/quota-citus-regress2.XXXXXX)
 same_but_ids quota_regress2 "$regress_out" "through two workers"
 # Every shard on a worker, and both workers made holds (a hold's id carries the group of the node that made it).
 PGDATABASE=quota_regress2 check "they ran on the workers" \
-    "SELECT count(*) FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid) WHERE p.groupid = 0 AND s.logicalrelid = 'quota.accounts'::regclass; SELECT string_agg(DISTINCT (h.id >> 53)::text, ' ') FROM quota.holds h" "0
+    "SELECT count(*) FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid) WHERE p.groupid = 0 AND s.logicalrelid = 'quota.accounts'::regclass; SELECT string_agg(DISTINCT (h.id >> 52)::text, ' ') FROM quota.holds h" "0
 1 2"
 rm -rf "$regress_out"
 echo "citus: the regress files through two workers ok ($regress_files: one node's expected output but for reservation ids)"

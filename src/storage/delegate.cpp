@@ -170,6 +170,7 @@ struct ShardCall {
     Datum team = (Datum) 0; /* in TopTransactionContext */
     TimestampTz now = 0;    /* the caller's transaction time */
     int guc_nest = 0;
+    SubTransactionId subxact = InvalidSubTransactionId; /* the level the twin runs at */
     std::vector<std::string> payloads;
 };
 ShardCall shard_call;
@@ -302,9 +303,10 @@ Grant run_for_grant(Statement &statement, Datum *values, const char *nulls)
  * team (hashtext: hash_any of its bytes), the text of a number whose hash
  * is in that range, found once per backend ("" where none of the first
  * numbers tried falls in it).  A value of a bucket is in the shard of every
- * team of that bucket whenever the shard's range holds the whole bucket
- * (quota.distribute()'s shard counts divide the hash space in ranges of
- * whole buckets; a finer split, as of an isolated tenant, may not).
+ * team of that bucket whenever the shard's range holds the whole bucket:
+ * every shard does for a power-of-two shard count up to kBuckets; a bucket
+ * split over shards (another count, a later split, an isolated tenant)
+ * sends some commits by their team instead.
  */
 constexpr int kRouteChars = 12;
 char bucket_route[kBuckets][kRouteChars];
@@ -393,9 +395,10 @@ void on_abort(XactEvent event, void *)
     }
 }
 
-void on_sub_abort(SubXactEvent event, SubTransactionId, SubTransactionId, void *)
+void on_sub_abort(SubXactEvent event, SubTransactionId aborted, SubTransactionId, void *)
 {
-    if (event == SUBXACT_EVENT_ABORT_SUB) {
+    /* The twin's own level or one it runs in; not a subtransaction begun and rolled back inside the twin. */
+    if (event == SUBXACT_EVENT_ABORT_SUB && aborted <= shard_call.subxact) {
         shard_call.active = false;
         bind_shards(nullptr);
     }
@@ -466,6 +469,8 @@ void bind(Datum team)
         }
         return all;
     });
+    if (!proven)
+        colocated.erase(found); /* a table made again since: its shards are read again next time */
     bridge::guarded([&] { bind_shards(proven ? &shards : nullptr); });
 }
 
@@ -490,6 +495,7 @@ void enter_shard_call(Datum team, TimestampTz caller_now, Datum settings)
     });
     shard_call.guc_nest = settings != (Datum) 0 ? apply_settings(settings) : 0;
     shard_call.xact = MyProc->lxid;
+    shard_call.subxact = bridge::guarded_value([] { return GetCurrentSubTransactionId(); });
     shard_call.active = true;
     bind(shard_call.team);
 }

@@ -53,24 +53,24 @@ bool enter_route_call(Datum route, int64 reservation, TimestampTz caller_now, Da
 
 /*
  * Reservation (and event) ids on a distributed quota (quota._cluster_id):
- * bits 53-62 the Citus group of the node that made it (ids drawn from each
- * node's own sequence never meet, also when a shard moves), bits 42-52 the
- * bucket of its team's hash (the top 11 bits of hashtext(team) + 2^31:
- * which shard holds the team), bits 0-41 the node's sequence.  The
+ * bits 52-62 the Citus group of the node that made it (ids drawn from each
+ * node's own sequence never meet, also when a shard moves), bits 44-51 the
+ * bucket of its team's hash (the top 8 bits of hashtext(team) + 2^31:
+ * which shard holds the team), bits 0-43 the node's sequence.  The
  * coordinator's ids made before quota.distribute() are the plain sequence.
  */
-inline constexpr int kBuckets = 2048;
+inline constexpr int kBuckets = 256;
 inline int32 id_group(int64 id)
 {
-    return static_cast<int32>((id >> 53) & 1023);
+    return static_cast<int32>((id >> 52) & 2047);
 }
 inline int id_bucket(int64 id)
 {
-    return static_cast<int>((id >> 42) & (kBuckets - 1));
+    return static_cast<int>((id >> 44) & (kBuckets - 1));
 }
 inline int bucket_of_hash(int32 hash)
 {
-    return static_cast<int>((static_cast<int64>(hash) + 2147483648LL) >> 21);
+    return static_cast<int>((static_cast<int64>(hash) + 2147483648LL) >> 24);
 }
 
 /* Inside a twin: the caller's transaction time, which the call runs at (budget/ledger.cpp). */

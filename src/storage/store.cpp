@@ -14,6 +14,7 @@
 #include "bridge/guard.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstring>
 #include <iterator>
@@ -357,14 +358,38 @@ SPIPlanPtr prepare(const char *sql, const Statement &statement, bool on_citus)
 
 /*
  * Bound shards (table.hpp): each statement's text with quota's co-located
- * tables renamed to the team's shards, prepared once per shard and kept
- * (at most kMaxShardPlans; then all are freed and made again as used).
- * A shard dropped and made again under the same name (moved away and
- * back) is found again by the plan cache, which analyzes a kept plan's
- * text anew after such a change.
+ * tables renamed to the team's shards, prepared once per set of shards and
+ * kept, the sets least recently bound freed first past kMaxShardPlans
+ * plans (a backend uses about 15 statements per set, a worker holds a few
+ * dozen sets).  A shard dropped and made again under the same name (moved
+ * away and back) is found again by the plan cache, which analyzes a kept
+ * plan's text anew after such a change.
  */
-std::map<std::pair<const Statement *, int64>, SPIPlanPtr> shard_plans;
-constexpr size_t kMaxShardPlans = 4096;
+using ShardIds = std::array<int64, kShardTables>;
+struct ShardPlans {
+    uint64 used = 0; /* when these shards were last bound (shard_clock) */
+    std::map<const Statement *, SPIPlanPtr> plans;
+};
+std::map<ShardIds, ShardPlans> shard_plans;
+size_t shard_plan_count = 0;
+uint64 shard_clock = 0;
+constexpr size_t kMaxShardPlans = 1024;
+
+/* Free the plans of the set of shards least recently bound. */
+void free_oldest_shard_plans()
+{
+    auto const oldest = std::min_element(shard_plans.begin(), shard_plans.end(), [](const auto &a, const auto &b) {
+        return a.second.used < b.second.used;
+    });
+    if (oldest == shard_plans.end())
+        return;
+    for (auto &entry : oldest->second.plans) {
+        SPIPlanPtr const old = entry.second;
+        bridge::guarded([old] { (void) SPI_freeplan(old); });
+    }
+    shard_plan_count -= oldest->second.plans.size();
+    shard_plans.erase(oldest);
+}
 
 std::string on_shards(const char *sql, const ShardBinding &shards)
 {
@@ -390,21 +415,24 @@ std::string on_shards(const char *sql, const ShardBinding &shards)
 /* The plan of a statement on the bound shards, prepared on first use. */
 SPIPlanPtr shard_plan(const Statement &statement, const ShardBinding &shards)
 {
-    auto const key = std::make_pair(&statement, shards.shard[0]);
-    auto const found = shard_plans.find(key);
-    if (found != shard_plans.end())
-        return found->second;
-    if (shard_plans.size() >= kMaxShardPlans) {
-        for (auto &entry : shard_plans) {
-            SPIPlanPtr const old = entry.second;
-            bridge::guarded([old] { (void) SPI_freeplan(old); });
-        }
-        shard_plans.clear();
+    ShardIds ids;
+    std::copy(std::begin(shards.shard), std::end(shards.shard), ids.begin());
+    auto set = shard_plans.find(ids);
+    if (set != shard_plans.end()) {
+        set->second.used = ++shard_clock;
+        auto const found = set->second.plans.find(&statement);
+        if (found != set->second.plans.end())
+            return found->second;
     }
+    while (shard_plan_count >= kMaxShardPlans && shard_plans.size() > 1)
+        free_oldest_shard_plans();
     std::string const sql = on_shards(statement.sql, shards);
     const char *text = sql.c_str();
     SPIPlanPtr const plan = bridge::guarded_value([&] { return prepare(text, statement, false); });
-    shard_plans.emplace(key, plan);
+    ShardPlans &plans = shard_plans[ids];
+    plans.used = ++shard_clock;
+    plans.plans.emplace(&statement, plan);
+    shard_plan_count++;
     return plan;
 }
 

@@ -5,11 +5,11 @@ expected output, allowing only the reservation ids to differ.
     same_but_ids.py EXPECTED ACTUAL
 
 On Citus a reservation id carries the group of the node that made it and
-the bucket of its team's hash above its 42 low bits (quota._cluster_id), so
-an id made there is a number of 2^42 or more where one node has the plain
+the bucket of its team's hash above its 44 low bits (quota._cluster_id), so
+an id made there is a number of 2^44 or more where one node has the plain
 sequence.  Only numbers where a reservation id stands may differ: the cells
 of psql result columns named in ID_COLUMNS, and the N of "reservation N" in
-any other line.  There an id of 2^42 or more may stand for the expected
+any other line.  There an id of 2^44 or more may stand for the expected
 number, provided the renaming is one to one over the whole file and complete: a hold renamed in one place is
 renamed everywhere it appears (the same hold is the same id everywhere, and
 two holds never share one).  Everything else must be equal, but for psql's
@@ -21,7 +21,7 @@ import os
 import re
 import sys
 
-NODE_ID = 1 << 42
+NODE_ID = 1 << 44
 ID_COLUMNS = {"id", "reservation", "origin"}
 RULE = re.compile(r"-+(\+-+)*")
 IN_TEXT = re.compile(r"(reservation )(\d+)")
